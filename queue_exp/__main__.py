@@ -1,0 +1,87 @@
+"""Command line: ``python -m queue_exp brokers up|down|status`` and ``python -m queue_exp serve``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from queue_exp.errors import LauncherError
+
+
+def _print_status() -> None:
+    from queue_exp import brokers
+
+    for name, info in brokers.status().items():
+        state = "up" if info["reachable"] else "DOWN"
+        line = f"{name:9} {state:5} {info['address']}"
+        if info.get("managed"):
+            pid = info.get("pid")
+            line += f"  (embedded, pid {pid}, {info.get('rss_mb')} MiB)" if pid else "  (embedded)"
+            if info.get("version"):
+                line += f"  Kafka {info['version']}"
+        else:
+            line += "  (external)"
+        print(line)
+        if info.get("management_url"):
+            print(f"{'':15} management UI: {info['management_url']}  (guest / guest)")
+        if not info["reachable"]:
+            print(f"{'':15} start it with: make brokers")
+
+
+def brokers_command(args: argparse.Namespace) -> int:
+    from queue_exp import brokers
+
+    if args.action == "up":
+        began = time.monotonic()
+        result = brokers.up(timeout_s=args.timeout)
+        if args.json:
+            print(json.dumps(result, indent=2))
+            return 0
+        for name, entry in result.items():
+            how = "started" if entry["started"] else "already reachable"
+            print(f"{name}: {how}")
+        print(f"ready in {time.monotonic() - began:.1f} s")
+        _print_status()
+    elif args.action == "down":
+        for name, stopped in brokers.down().items():
+            print(f"{name}: {'stopped' if stopped else 'nothing to stop'}")
+    else:
+        _print_status()
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("queue_exp.api:app", host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m queue_exp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("brokers", help="start, stop or show the brokers")
+    b.add_argument("action", choices=["up", "down", "status"])
+    b.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each")
+    b.add_argument("--json", action="store_true", help="print the state entries as JSON")
+    b.set_defaults(func=brokers_command)
+    s = sub.add_parser("serve", help="run the API (uvicorn)")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=serve_command)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for chatty in ("kafka", "pika"):  # their INFO lines narrate every connection
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except LauncherError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

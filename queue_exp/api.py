@@ -1,0 +1,265 @@
+"""The FastAPI service: ``/kafka`` and ``/rabbitmq`` (send, consume, messages) and ``/health``.
+
+Run it with ``make serve`` (``uvicorn queue_exp.api:app``) or, from a notebook,
+``queue_exp.server.start_api()``. Broker clients are opened lazily on first use
+and closed in the lifespan, so the service starts even while a broker is down
+and answers 503 (naming the address and ``make brokers``) until it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from kafka.errors import KafkaError, MessageSizeTooLargeError, RetriableError
+from pika.exceptions import NackError, UnroutableError
+
+from queue_exp import kafka_client, rabbit_client
+from queue_exp.background import MessageStore
+from queue_exp.config import START_HINT, Settings, get_settings
+from queue_exp.errors import BrokerUnavailable
+from queue_exp.messages import Message
+
+log = logging.getLogger(__name__)
+
+KAFKA_TOPIC_PARTITIONS = 3
+
+
+class KafkaService:
+    """The shared producer (thread-safe, opened on first send) and the consumer thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = settings.kafka_topic
+        self.store = MessageStore(settings.max_stored_messages)
+        self.consumer = kafka_client.BackgroundConsumer(
+            self.topic, settings.kafka_group, self.store, settings
+        )
+        self._producer = None
+        self._lock = threading.Lock()
+
+    def producer(self):
+        """Open the producer (and the API's topic) once; blocking, call off the loop."""
+        with self._lock:
+            if self._producer is None:
+                kafka_client.create_topic(
+                    self.topic, partitions=KAFKA_TOPIC_PARTITIONS, settings=self.settings
+                )
+                self._producer = kafka_client.make_producer(self.settings)
+            return self._producer
+
+    async def send(self, message: Message) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+
+        def resolve(value: Any, failed: bool) -> None:
+            if not done.done():
+                (done.set_exception if failed else done.set_result)(value)
+
+        def submit() -> None:
+            future = kafka_client.submit(self.producer(), self.topic, message)
+            future.add_callback(lambda meta: loop.call_soon_threadsafe(resolve, meta, False))
+            future.add_errback(lambda exc: loop.call_soon_threadsafe(resolve, exc, True))
+
+        address = self.settings.kafka_bootstrap_servers
+        try:
+            await run_in_threadpool(submit)
+            meta = await asyncio.wait_for(done, self.settings.broker_timeout_s + 2)
+        except TimeoutError as exc:
+            raise BrokerUnavailable("Kafka", address, "no acknowledgement in time") from exc
+        except RetriableError as exc:  # timeouts and lost connections, not bad requests
+            raise BrokerUnavailable("Kafka", address, type(exc).__name__) from exc
+        return {
+            "status": "sent",
+            "topic": meta.topic,
+            "partition": meta.partition,
+            "offset": meta.offset,
+            "key": message.key,
+        }
+
+    def close(self) -> None:
+        self.consumer.stop()
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None
+
+
+class RabbitService:
+    """The publisher thread (confirms) and the consumer thread, on one durable queue."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.queue = settings.rabbitmq_queue
+        self.store = MessageStore(settings.max_stored_messages)
+        self.publisher = rabbit_client.Publisher(self.queue, settings)
+        self.consumer = rabbit_client.BackgroundConsumer(self.queue, self.store, settings)
+
+    async def send(self, message: Message) -> dict[str, Any]:
+        future = self.publisher.submit(message)
+        try:
+            result = await asyncio.wait_for(
+                asyncio.wrap_future(future), self.settings.broker_timeout_s + 2
+            )
+        except TimeoutError as exc:
+            future.cancel()
+            raise BrokerUnavailable(
+                "RabbitMQ", self.settings.rabbitmq_url_redacted, "no publisher confirm in time"
+            ) from exc
+        return {"status": "sent", **result, "queue": self.queue, "confirmed": True}
+
+    def close(self) -> None:
+        self.consumer.stop()
+        self.publisher.stop()
+
+
+async def start_consumer(broker: str, worker, ping, extra: dict[str, Any]) -> dict[str, Any]:
+    if worker.running:
+        return {"status": "already running", **extra}
+    health = await run_in_threadpool(ping)
+    if not health["reachable"]:
+        raise BrokerUnavailable(broker, health["address"])
+    started = worker.start()
+    # wait (bounded) until it is connected, so "started" means it is reading
+    await run_in_threadpool(worker.connected.wait, 5.0)
+    return {"status": "started" if started else "already running", **extra}
+
+
+def messages_reply(worker, store: MessageStore) -> dict[str, Any]:
+    return {
+        "consumer_running": worker.running,
+        "received": store.received,
+        "capacity": store.capacity,
+        "messages": store.snapshot(),
+    }
+
+
+kafka_router = APIRouter(prefix="/kafka", tags=["kafka"])
+rabbit_router = APIRouter(prefix="/rabbitmq", tags=["rabbitmq"])
+health_router = APIRouter(tags=["health"])
+
+
+def _kafka(request: Request) -> KafkaService:
+    return request.app.state.kafka
+
+
+def _rabbit(request: Request) -> RabbitService:
+    return request.app.state.rabbitmq
+
+
+@kafka_router.post("/send")
+async def kafka_send(message: Message, request: Request) -> dict[str, Any]:
+    """Produce one message (``acks='all'``); replies with its topic, partition and offset."""
+    return await _kafka(request).send(message)
+
+
+@kafka_router.post("/consume")
+async def kafka_consume(request: Request) -> dict[str, Any]:
+    """Start the background consumer (a second call leaves the running one alone)."""
+    service = _kafka(request)
+    return await start_consumer(
+        "Kafka",
+        service.consumer,
+        lambda: kafka_client.ping(service.settings),
+        {"topic": service.topic, "group_id": service.consumer.group_id},
+    )
+
+
+@kafka_router.get("/messages")
+async def kafka_messages(request: Request) -> dict[str, Any]:
+    """Messages the background consumer has received, oldest first (the newest N kept)."""
+    service = _kafka(request)
+    return messages_reply(service.consumer, service.store)
+
+
+@rabbit_router.post("/send")
+async def rabbitmq_send(message: Message, request: Request) -> dict[str, Any]:
+    """Publish one persistent message and wait for the broker's publisher confirm."""
+    return await _rabbit(request).send(message)
+
+
+@rabbit_router.post("/consume")
+async def rabbitmq_consume(request: Request) -> dict[str, Any]:
+    """Start the background consumer (a second call leaves the running one alone)."""
+    service = _rabbit(request)
+    return await start_consumer(
+        "RabbitMQ",
+        service.consumer,
+        lambda: rabbit_client.ping(service.settings),
+        {"queue": service.queue},
+    )
+
+
+@rabbit_router.get("/messages")
+async def rabbitmq_messages(request: Request) -> dict[str, Any]:
+    """Messages the background consumer has received, oldest first (the newest N kept)."""
+    service = _rabbit(request)
+    return messages_reply(service.consumer, service.store)
+
+
+@health_router.get("/health")
+async def health(request: Request) -> dict[str, Any]:
+    """Each broker: reachable or not, its address, and how to start it."""
+    settings: Settings = request.app.state.settings
+    kafka, rabbit = await asyncio.gather(
+        run_in_threadpool(kafka_client.ping, settings),
+        run_in_threadpool(rabbit_client.ping, settings),
+    )
+    kafka["consumer_running"] = _kafka(request).consumer.running
+    rabbit["consumer_running"] = _rabbit(request).consumer.running
+    for broker in (kafka, rabbit):
+        if not broker["reachable"]:
+            broker["how_to_start"] = START_HINT
+    ok = kafka["reachable"] and rabbit["reachable"]
+    return {"status": "ok" if ok else "degraded", "kafka": kafka, "rabbitmq": rabbit}
+
+
+async def broker_unavailable(_request: Request, exc: BrokerUnavailable) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"detail": str(exc)})
+
+
+async def broker_refused(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, MessageSizeTooLargeError):
+        return JSONResponse(status_code=413, content={"detail": f"Kafka refused: {exc}"})
+    if isinstance(exc, UnroutableError):
+        return JSONResponse(status_code=422, content={"detail": "RabbitMQ could not route it"})
+    return JSONResponse(status_code=502, content={"detail": f"broker refused: {exc!r}"})
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings = get_settings()
+    app.state.settings = settings
+    app.state.kafka = KafkaService(settings)
+    app.state.rabbitmq = RabbitService(settings)
+    try:
+        yield
+    finally:
+        await run_in_threadpool(app.state.kafka.close)
+        await run_in_threadpool(app.state.rabbitmq.close)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="queue_exp",
+        description="Send and consume through Apache Kafka and RabbitMQ side by side.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(kafka_router)
+    app.include_router(rabbit_router)
+    app.include_router(health_router)
+    app.add_exception_handler(BrokerUnavailable, broker_unavailable)
+    app.add_exception_handler(KafkaError, broker_refused)
+    app.add_exception_handler(NackError, broker_refused)
+    app.add_exception_handler(UnroutableError, broker_refused)
+    return app
+
+
+app = create_app()

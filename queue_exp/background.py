@@ -1,0 +1,111 @@
+"""Pieces shared by the background consumers: a bounded message store and a
+worker thread that stops cleanly and reconnects by itself after a broker outage."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class MessageStore:
+    """The newest ``capacity`` received messages, oldest first; thread-safe.
+
+    Bounded so that a consumer left running for hours cannot grow memory without
+    limit; ``received`` keeps counting what was dropped.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._items: deque[dict[str, Any]] = deque(maxlen=capacity)
+        self._received = 0
+        self._lock = threading.Lock()
+
+    def add(self, item: dict[str, Any]) -> None:
+        with self._lock:
+            self._items.append(item)
+            self._received += 1
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._items)
+
+    @property
+    def received(self) -> int:
+        with self._lock:
+            return self._received
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._received = 0
+
+
+class BackgroundWorker:
+    """A daemon thread running ``run_session()`` until ``stop()``.
+
+    ``run_session`` connects, works until the stop flag is set or the broker
+    fails, and returns or raises; the worker then waits (with backoff, capped)
+    and calls it again, so a consumer resumes by itself when its broker is back.
+    Subclasses check ``self.stopping`` at least every poll timeout.
+    """
+
+    name = "queue_exp-worker"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = threading.Event()
+        self.last_error: str | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> bool:
+        """Start the thread; returns False if it is already running."""
+        if self.running:
+            return False
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.warning("%s did not stop within %.1f s", self.name, timeout_s)
+        self._thread = None
+
+    def _loop(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self.run_session()
+                backoff = 0.5
+            except Exception as exc:  # noqa: BLE001 - any broker failure: retry
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("%s: %s; retrying in %.1f s", self.name, self.last_error, backoff)
+            finally:
+                self.connected.clear()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def run_session(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,160 @@
+"""Debian's ``rabbitmq-server`` as a plain process with private everything.
+
+Own node name, data/log dirs, Erlang cookie (a private ``HOME``), AMQP port,
+management port, distribution port and epmd port, all on 127.0.0.1. Calls the
+scripts in ``/usr/lib/rabbitmq/bin`` directly: the ``/usr/sbin`` wrappers switch
+to the ``rabbitmq`` user and use the system-wide cookie.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+from queue_exp import procs
+from queue_exp.config import get_settings
+from queue_exp.errors import LauncherError
+
+BIN = Path(os.environ.get("QUEUE_EXP_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
+NODE = "queue_exp@localhost"
+MARKER = "rabbitmq"  # both the start script and beam.smp carry it in their command line
+PORT_NAMES = ("amqp", "management", "dist", "epmd")
+
+RABBITMQ_CONF = """\
+# Written by queue_exp's launcher. `127.0.0.1:PORT`, not just PORT: a bare port
+# binds every interface.
+listeners.tcp.default = 127.0.0.1:{amqp}
+management.tcp.ip = 127.0.0.1
+management.tcp.port = {management}
+# the default guest/guest user may only connect from loopback (RabbitMQ's default)
+loopback_users.guest = true
+log.file.level = info
+log.console = false
+"""
+
+
+def base_dir(home: Path) -> Path:
+    return home / "rabbitmq"
+
+
+def cli_env(home: Path, ports: dict) -> dict[str, str]:
+    """Environment under which the server and its CLI tools (rabbitmqctl,
+    rabbitmq-plugins) find this private node."""
+    base = base_dir(home)
+    env = dict(os.environ)
+    env.update(
+        HOME=str(base / "home"),  # the Erlang cookie lives here
+        RABBITMQ_NODENAME=NODE,
+        RABBITMQ_CONFIG_FILE=str(base / "rabbitmq.conf"),
+        RABBITMQ_CONF_ENV_FILE=str(base / "rabbitmq-env.conf"),
+        RABBITMQ_ADVANCED_CONFIG_FILE=str(base / "advanced.config"),
+        RABBITMQ_MNESIA_BASE=str(base / "data"),
+        RABBITMQ_LOG_BASE=str(base / "log"),
+        RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"),
+        RABBITMQ_PID_FILE=str(base / "rabbitmq.pid"),
+        RABBITMQ_DIST_PORT=str(ports["dist"]),
+        ERL_EPMD_PORT=str(ports["epmd"]),
+        ERL_EPMD_ADDRESS="127.0.0.1",
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+    )
+    return env
+
+
+def _script(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        raise LauncherError(
+            f"{path} not found: install RabbitMQ (Debian/Ubuntu: `apt-get install "
+            "rabbitmq-server`), or run `docker compose up -d` and set RABBITMQ_URL."
+        )
+    return str(path)
+
+
+def ctl(entry: dict, *args: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess:
+    """Run ``rabbitmqctl`` against the embedded node."""
+    home = Path(entry["home"])
+    return subprocess.run(
+        [_script("rabbitmqctl"), *args], env=cli_env(home, entry["ports"]),
+        capture_output=True, text=True, timeout=timeout_s,
+    )
+
+
+def start(home: Path, previous: dict, timeout_s: float) -> dict:
+    """Start RabbitMQ; returns its state entry once it accepts an AMQP connection."""
+    from queue_exp import rabbit_client  # late: keeps `brokers status` light
+
+    server = _script("rabbitmq-server")
+    if not shutil.which("erl") and not Path("/usr/lib/erlang/bin/erl").exists():
+        raise LauncherError("Erlang is missing: `apt-get install rabbitmq-server` brings it.")
+    base = base_dir(home)
+    for sub in ("home", "data", "log"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    old_ports = previous.get("ports") or {}
+    ports = {
+        name: old_ports[name]
+        if old_ports.get(name) and procs.port_is_free(old_ports[name])
+        else procs.free_port()
+        for name in PORT_NAMES
+    }
+    (base / "rabbitmq.conf").write_text(RABBITMQ_CONF.format(**ports))
+    (base / "rabbitmq-env.conf").touch()  # keep /etc/rabbitmq/rabbitmq-env.conf out
+    env = cli_env(home, ports)
+    if not (base / "enabled_plugins").exists():
+        # the management UI and HTTP API (queue counters in the notebooks)
+        plugins = subprocess.run(
+            [_script("rabbitmq-plugins"), "enable", "--offline", "rabbitmq_management"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+        if plugins.returncode != 0:
+            raise LauncherError(f"enabling rabbitmq_management failed:\n{plugins.stderr}")
+    log_path = base / "log" / f"{NODE}.log"
+    with open(base / "server.out", "ab") as out:
+        proc = subprocess.Popen(
+            [server], env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=base, start_new_session=True,
+        )
+    url = f"amqp://guest:guest@127.0.0.1:{ports['amqp']}/%2F"
+    entry = {
+        "managed": True, "url": url, "pid": proc.pid, "ports": ports, "home": str(home),
+        "management_url": f"http://127.0.0.1:{ports['management']}",
+        "node": NODE, "log": str(log_path), "data_dir": str(base / "data"),
+    }
+    probe = replace(get_settings(), rabbitmq_url=url, broker_timeout_s=2.0)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise LauncherError(
+                f"RabbitMQ exited with code {proc.returncode} while starting; last lines of "
+                f"{log_path}:\n{procs.tail(log_path)}\n{procs.tail(base / 'server.out', 10)}"
+            )
+        return procs.port_open("127.0.0.1", ports["amqp"]) and rabbit_client.ping(probe)[
+            "reachable"
+        ]
+
+    if not procs.wait_until(ready, timeout_s, 0.2):
+        stop(entry, 15)
+        raise LauncherError(
+            f"RabbitMQ did not accept AMQP clients on 127.0.0.1:{ports['amqp']} within "
+            f"{timeout_s:.0f} s; last lines of {log_path}:\n{procs.tail(log_path)}"
+        )
+    return entry
+
+
+def stop(entry: dict, timeout_s: float = 30.0) -> bool:
+    """Stop the node, then the epmd it started on its private port (epmd outlives nodes)."""
+    stopped = procs.stop_process_group(entry.get("pid"), MARKER, timeout_s)
+    ports = entry.get("ports") or {}
+    epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
+    if ports.get("epmd") and Path(epmd).exists():
+        env = cli_env(Path(entry.get("home", ".")), ports)
+        subprocess.run([epmd, "-port", str(ports["epmd"]), "-kill"], env=env,
+                       capture_output=True, timeout=10)
+        procs.wait_until(lambda: not procs.port_open("127.0.0.1", ports["epmd"]), 5.0)
+    return stopped
+
+
+def alive(entry: dict) -> bool:
+    return procs.pid_alive(entry.get("pid"), MARKER)

@@ -1,0 +1,271 @@
+"""RabbitMQ helpers on pika: connect, declare, publish with confirms, bounded consume,
+and the API's publisher and background consumer threads.
+
+AMQP vocabulary (exchange, routing key, queue, ack) stays in this module. A pika
+``BlockingConnection`` belongs to the thread that opened it: the publisher and
+the consumer each own one, and other threads reach them only through queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import AMQPConnectionError, AMQPError, NackError, UnroutableError
+
+from queue_exp.background import BackgroundWorker, MessageStore, utc_now_iso
+from queue_exp.config import Settings, get_settings, redact_url
+from queue_exp.errors import BrokerUnavailable
+from queue_exp.messages import Message, decode_lenient, encode
+
+log = logging.getLogger(__name__)
+
+BROKER = "RabbitMQ"
+PERSISTENT = pika.DeliveryMode.Persistent
+
+
+def connection_parameters(settings: Settings) -> pika.URLParameters:
+    params = pika.URLParameters(settings.rabbitmq_url)
+    timeout = settings.broker_timeout_s
+    params.connection_attempts = 1
+    params.socket_timeout = timeout
+    params.stack_timeout = timeout
+    params.blocked_connection_timeout = timeout
+    params.heartbeat = 30
+    params.client_properties = {"connection_name": settings.name("queue_exp")}
+    return params
+
+
+def connect(settings: Settings | None = None) -> pika.BlockingConnection:
+    """Open a connection (bounded by the broker timeout). Raises ``BrokerUnavailable``."""
+    settings = settings or get_settings()
+    try:
+        return pika.BlockingConnection(connection_parameters(settings))
+    except AMQPConnectionError as exc:
+        raise BrokerUnavailable(
+            BROKER, redact_url(settings.rabbitmq_url), type(exc).__name__
+        ) from exc
+
+
+def declare_queue(channel: BlockingChannel, name: str, durable: bool = True, **arguments: Any):
+    """Declare (idempotently) a queue; durable queues survive a broker restart."""
+    return channel.queue_declare(queue=name, durable=durable, arguments=arguments or None)
+
+
+def publish(
+    channel: BlockingChannel,
+    message: Message,
+    routing_key: str,
+    exchange: str = "",
+    persistent: bool = True,
+    mandatory: bool = False,
+) -> None:
+    """Publish one message. On a channel in confirm mode this returns only once the
+    broker has taken responsibility for it, and raises if the broker refused it
+    (``NackError``) or, with ``mandatory``, could not route it (``UnroutableError``)."""
+    channel.basic_publish(
+        exchange=exchange,
+        routing_key=routing_key,
+        body=encode(message),
+        properties=pika.BasicProperties(
+            content_type="application/json",
+            delivery_mode=PERSISTENT if persistent else pika.DeliveryMode.Transient,
+        ),
+        mandatory=mandatory,
+    )
+
+
+def delivery_to_dict(method: Any, body: bytes, queue_name: str) -> dict[str, Any]:
+    """A delivery as the API and the notebooks show it: the message plus how it
+    got here (exchange, routing key, queue) and whether it is a redelivery."""
+    item = decode_lenient(body)
+    item.update(
+        exchange=method.exchange,
+        routing_key=method.routing_key,
+        queue=queue_name,
+        redelivered=bool(method.redelivered),
+    )
+    return item
+
+
+def consume(
+    queue_name: str,
+    *,
+    max_messages: int = 100,
+    timeout_s: float = 5.0,
+    settings: Settings | None = None,
+) -> list[dict[str, Any]]:
+    """Take up to ``max_messages`` from a queue, waiting at most ``timeout_s``;
+    each is acked after it is read, so the queue forgets it."""
+    connection = connect(settings)
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=max(1, min(max_messages, 100)))
+        for method, _props, body in channel.consume(queue_name, inactivity_timeout=0.2):
+            if method is not None:
+                out.append(delivery_to_dict(method, body, queue_name))
+                channel.basic_ack(method.delivery_tag)
+            if len(out) >= max_messages or time.monotonic() >= deadline:
+                break
+        channel.cancel()  # unacked prefetched messages go back to the queue
+    finally:
+        connection.close()
+    return out
+
+
+def ping(settings: Settings | None = None) -> dict[str, Any]:
+    """Is RabbitMQ reachable? Returns ``{"reachable", "address", ...}``; never raises."""
+    settings = settings or get_settings()
+    result: dict[str, Any] = {"reachable": False, "address": settings.rabbitmq_url_redacted}
+    try:
+        connection = connect(settings)
+    except BrokerUnavailable as exc:
+        result["error"] = str(exc)
+        return result
+    try:
+        props = connection._impl.server_properties
+        version = props.get("version", b"")
+        result.update(
+            reachable=True,
+            version=version.decode() if isinstance(version, bytes) else str(version),
+        )
+    finally:
+        connection.close()
+    if settings.rabbitmq_management_url:
+        result["management_url"] = settings.rabbitmq_management_url
+    return result
+
+
+@dataclass
+class _PublishRequest:
+    message: Message
+    routing_key: str
+    exchange: str
+    future: Future = field(default_factory=Future)
+
+
+class Publisher(BackgroundWorker):
+    """Owns one connection with publisher confirms; other threads hand it messages
+    with :meth:`submit` and get a ``concurrent.futures.Future`` that resolves once
+    the broker has confirmed the message (or fails with ``BrokerUnavailable``)."""
+
+    name = "queue_exp-rabbitmq-publisher"
+
+    def __init__(self, queue_name: str, settings: Settings) -> None:
+        super().__init__()
+        self.queue_name = queue_name
+        self.settings = settings
+        self._requests: queue.Queue[_PublishRequest] = queue.Queue(maxsize=10_000)
+
+    def submit(self, message: Message, routing_key: str | None = None, exchange: str = ""):
+        request = _PublishRequest(message, routing_key or self.queue_name, exchange)
+        self.start()  # idempotent; a stopped publisher restarts on demand
+        try:
+            self._requests.put_nowait(request)
+        except queue.Full:
+            request.future.set_exception(
+                BrokerUnavailable(BROKER, self.settings.rabbitmq_url_redacted, "publisher busy")
+            )
+        return request.future
+
+    def _fail_pending(self, reason: str) -> None:
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            request.future.set_exception(
+                BrokerUnavailable(BROKER, self.settings.rabbitmq_url_redacted, reason)
+            )
+
+    def run_session(self) -> None:
+        try:
+            connection = connect(self.settings)
+        except BrokerUnavailable as exc:
+            # nobody should wait for a broker that is down: fail what is queued now
+            self._fail_pending(exc.reason)
+            raise
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            declare_queue(channel, self.queue_name)
+            self.connected.set()
+            while not self.stopping:
+                try:
+                    request = self._requests.get(timeout=0.2)
+                except queue.Empty:
+                    connection.process_data_events(0)  # heartbeats while idle
+                    continue
+                self._publish(channel, request)
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def _publish(self, channel: BlockingChannel, request: _PublishRequest) -> None:
+        if request.future.done():  # the caller gave up (timed out) before we got to it
+            return
+        try:
+            publish(channel, request.message, request.routing_key, request.exchange)
+        except (NackError, UnroutableError) as exc:
+            request.future.set_exception(exc)
+            return
+        except AMQPError as exc:
+            request.future.set_exception(
+                BrokerUnavailable(
+                    BROKER, self.settings.rabbitmq_url_redacted, type(exc).__name__
+                )
+            )
+            raise
+        request.future.set_result(
+            {"exchange": request.exchange, "routing_key": request.routing_key}
+        )
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        super().stop(timeout_s)
+        self._fail_pending("publisher stopped")
+
+
+class BackgroundConsumer(BackgroundWorker):
+    """The API's consumer: a thread that reads ``queue_name`` into a bounded store,
+    acking each message only after it is stored (so a crash means redelivery,
+    not loss)."""
+
+    name = "queue_exp-rabbitmq-consumer"
+
+    def __init__(self, queue_name: str, store: MessageStore, settings: Settings) -> None:
+        super().__init__()
+        self.queue_name = queue_name
+        self.store = store
+        self.settings = settings
+
+    def run_session(self) -> None:
+        connection = connect(self.settings)
+        try:
+            channel = connection.channel()
+            declare_queue(channel, self.queue_name)
+            # at most 100 unacked messages in flight to us: enough to keep the pipe
+            # full, small enough that a crash redelivers little
+            channel.basic_qos(prefetch_count=100)
+
+            def on_message(ch, method, _props, body):
+                item = delivery_to_dict(method, body, self.queue_name)
+                item["received_at"] = utc_now_iso()
+                self.store.add(item)
+                ch.basic_ack(method.delivery_tag)
+
+            channel.basic_consume(self.queue_name, on_message)
+            self.connected.set()
+            while not self.stopping:
+                # the time limit bounds how long stop() waits for this thread
+                connection.process_data_events(time_limit=0.5)
+        finally:
+            if connection.is_open:
+                connection.close()
