@@ -1,0 +1,65 @@
+# queue_exp — the two commands: `make lab` (open the course) and `make test` (run everything).
+# Every target is idempotent and safe to re-run.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LAB_PORT ?= 8888
+# JupyterLab opens a browser only where there is a display to open it on.
+LAB_BROWSER := $(if $(DISPLAY)$(WAYLAND_DISPLAY),,--no-browser)
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-deps lab test brokers brokers-down brokers-status serve lint notebooks clean
+
+help:
+	@echo "make lab            set up, start the brokers if needed, open JupyterLab on notebooks/"
+	@echo "make test           set up, then unit + integration + notebook tests on real brokers"
+	@echo "make brokers        start the embedded brokers (or find running ones); print addresses"
+	@echo "make brokers-down   stop the brokers the launcher started"
+	@echo "make serve          run the API on http://127.0.0.1:8000"
+	@echo "make notebooks      re-execute every notebook in place (after editing one)"
+	@echo "make lint           ruff"
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -e .
+	@touch $@
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+setup: system-deps $(STAMP)
+
+brokers: setup
+	$(PY) -m queue_exp brokers up
+
+brokers-down: $(STAMP)
+	$(PY) -m queue_exp brokers down
+
+brokers-status: $(STAMP)
+	$(PY) -m queue_exp brokers status
+
+lab: brokers
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 \
+		--ServerApp.port=$(LAB_PORT) $(LAB_BROWSER) $(LAB_ARGS)
+
+# The suite starts any broker that is not already reachable and stops what it started.
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+serve: brokers
+	$(PY) -m queue_exp serve
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+notebooks: brokers
+	for nb in notebooks/[0-9]*.ipynb; do \
+		$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.timeout=120 "$$nb" || exit 1; \
+	done
+
+clean: brokers-down
+	rm -rf .queue_exp
