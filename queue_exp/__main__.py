@@ -1,4 +1,4 @@
-"""Command line: ``python -m queue_exp brokers up|down|status`` and ``python -m queue_exp serve``."""
+"""Command line: `python -m queue_exp brokers up|down|status` and `python -m queue_exp serve`."""
 
 from __future__ import annotations
 

@@ -234,7 +234,7 @@ async def broker_refused(_request: Request, exc: Exception) -> JSONResponse:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    settings = get_settings()
+    settings = app.state.settings_override or get_settings()
     app.state.settings = settings
     app.state.kafka = KafkaService(settings)
     app.state.rabbitmq = RabbitService(settings)
@@ -245,13 +245,16 @@ async def lifespan(app: FastAPI):
         await run_in_threadpool(app.state.rabbitmq.close)
 
 
-def create_app() -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app; ``settings`` (default: read from env vars at startup) fixes its
+    brokers, namespace and limits."""
     app = FastAPI(
         title="queue_exp",
         description="Send and consume through Apache Kafka and RabbitMQ side by side.",
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.settings_override = settings
     app.include_router(kafka_router)
     app.include_router(rabbit_router)
     app.include_router(health_router)

@@ -135,6 +135,20 @@ def delete_topics(names: Iterable[str], settings: Settings | None = None) -> Non
         admin.close()
 
 
+def delete_groups(group_ids: Iterable[str], settings: Settings | None = None) -> None:
+    """Delete consumer groups (they must have no live members); unknown ids are ignored."""
+    group_ids = list(group_ids)
+    if not group_ids:
+        return
+    admin = make_admin(settings)
+    try:
+        for group_id, error in admin.delete_groups(group_ids).items():
+            if error not in ("OK", "GroupIdNotFoundError"):
+                log.warning("could not delete group %s: %s", group_id, error)
+    finally:
+        admin.close()
+
+
 def record_to_dict(record: Any) -> dict[str, Any]:
     """A ConsumerRecord as the API and the notebooks show it: the message plus
     where it sits in the log (topic, partition, offset)."""

@@ -81,6 +81,17 @@ def publish(
     )
 
 
+def delete_queues(names: list[str], settings: Settings | None = None) -> None:
+    """Delete queues (and the messages in them); unknown names are ignored."""
+    connection = connect(settings)
+    try:
+        channel = connection.channel()
+        for name in names:
+            channel.queue_delete(queue=name)
+    finally:
+        connection.close()
+
+
 def delivery_to_dict(method: Any, body: bytes, queue_name: str) -> dict[str, Any]:
     """A delivery as the API and the notebooks show it: the message plus how it
     got here (exchange, routing key, queue) and whether it is a redelivery."""

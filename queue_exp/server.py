@@ -18,7 +18,7 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -38,6 +38,11 @@ class ApiServer:
     _server: uvicorn.Server = field(repr=False)
     _thread: threading.Thread = field(repr=False)
     _client: httpx.Client | None = field(default=None, repr=False)
+
+    @property
+    def settings(self):
+        """The settings the running app uses (its topic, queue, group, brokers)."""
+        return self._server.config.app.state.settings
 
     def url(self, path: str = "/") -> str:
         return self.base_url + path
@@ -75,19 +80,30 @@ class ApiServer:
 
 
 def start_api(
-    host: str = "127.0.0.1", port: int = 0, timeout_s: float = 15.0, app: Any = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    timeout_s: float = 15.0,
+    namespace: str | None = None,
+    app: Any = None,
 ) -> ApiServer:
     """Start the API in a background thread (or return the one already running).
 
-    ``port=0`` picks a free port. Raises ``RuntimeError`` if the server has not
-    started within ``timeout_s`` seconds.
+    ``port=0`` picks a free port. ``namespace`` prefixes the API's topic, queue
+    and group (default: ``QUEUE_EXP_NAMESPACE``), so a notebook can use fresh ones.
+    Raises ``RuntimeError`` if the server has not started within ``timeout_s`` s.
     """
     global _running
     with _lock:
         if _running is not None and _running.running:
             return _running
         if app is None:
-            from queue_exp.api import app
+            from queue_exp.api import create_app
+            from queue_exp.config import get_settings
+
+            settings = get_settings()
+            if namespace is not None:
+                settings = replace(settings, namespace=namespace)
+            app = create_app(settings)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
