@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RetriableError
-from pika.exceptions import NackError, UnroutableError
+from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
+from pydantic import Field, field_validator
 
 from queue_exp import kafka_client, rabbit_client
 from queue_exp.background import MessageStore
@@ -91,6 +93,46 @@ class KafkaService:
                 self._producer = None
 
 
+# AMQP's limit for exchange names and routing keys (a "short string")
+AMQP_SHORTSTR_BYTES = 255
+EXCHANGE_NAME = re.compile(r"[A-Za-z0-9_.:\-]*")
+
+
+class RabbitSend(Message):
+    """A message plus, optionally, where RabbitMQ should publish it. Only the
+    message fields travel in the body; ``exchange`` and ``routing_key`` address it."""
+
+    exchange: str | None = Field(
+        default=None,
+        max_length=AMQP_SHORTSTR_BYTES,
+        description="Exchange to publish to (letters, digits, `-_.:`); default: the "
+        "default exchange `\"\"`, which delivers to the queue named by the routing key.",
+        examples=["amq.topic"],
+    )
+    routing_key: str | None = Field(
+        default=None,
+        description="Routing key (at most 255 bytes); default: the API's queue name.",
+        examples=["kern.critical"],
+    )
+
+    @field_validator("exchange")
+    @classmethod
+    def _exchange_name(cls, value: str | None) -> str | None:
+        if value is not None and not EXCHANGE_NAME.fullmatch(value):
+            raise ValueError("may contain only letters, digits and - _ . :")
+        return value
+
+    @field_validator("routing_key")
+    @classmethod
+    def _fits_amqp(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode()) > AMQP_SHORTSTR_BYTES:
+            raise ValueError(f"must be at most {AMQP_SHORTSTR_BYTES} bytes in UTF-8")
+        return value
+
+    def to_message(self) -> Message:
+        return Message.model_validate(self.model_dump(exclude={"exchange", "routing_key"}))
+
+
 class RabbitService:
     """The publisher thread (confirms) and the consumer thread, on one durable queue."""
 
@@ -101,8 +143,14 @@ class RabbitService:
         self.publisher = rabbit_client.Publisher(self.queue, settings)
         self.consumer = rabbit_client.BackgroundConsumer(self.queue, self.store, settings)
 
-    async def send(self, message: Message) -> dict[str, Any]:
-        future = self.publisher.submit(message)
+    async def send(
+        self, message: Message, exchange: str | None = None, routing_key: str | None = None
+    ) -> dict[str, Any]:
+        """Publish (mandatory, confirmed). By default to the API's queue through the
+        default exchange; a message no queue receives is an error, not a silent loss."""
+        exchange = exchange or ""
+        routing_key = self.queue if routing_key is None else routing_key
+        future = self.publisher.submit(message, routing_key, exchange, mandatory=True)
         try:
             result = await asyncio.wait_for(
                 asyncio.wrap_future(future), self.settings.broker_timeout_s + 2
@@ -112,7 +160,25 @@ class RabbitService:
             raise BrokerUnavailable(
                 "RabbitMQ", self.settings.rabbitmq_url_redacted, "no publisher confirm in time"
             ) from exc
-        return {"status": "sent", **result, "queue": self.queue, "confirmed": True}
+        except UnroutableError as exc:
+            where = (
+                f"there is no queue named {routing_key!r} (the default exchange routes "
+                "by queue name)"
+                if not exchange
+                else f"no queue is bound to exchange {exchange!r} for routing key {routing_key!r}"
+            )
+            raise HTTPException(
+                422, f"RabbitMQ could not route the message: {where}; it was returned, not stored"
+            ) from exc
+        except rabbit_client.ExchangeNotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except ChannelClosedByBroker as exc:  # e.g. 403 ACCESS_REFUSED
+            status = 403 if exc.reply_code == 403 else 400
+            raise HTTPException(status, f"RabbitMQ refused the publish: {exc.reply_text}") from exc
+        # through the default exchange the routing key is the queue; through a named
+        # exchange, the bindings decide (at least one queue got it: it was mandatory)
+        queue = routing_key if not exchange else None
+        return {"status": "sent", **result, "queue": queue, "confirmed": True}
 
     def close(self) -> None:
         self.consumer.stop()
@@ -179,9 +245,13 @@ async def kafka_messages(request: Request) -> dict[str, Any]:
 
 
 @rabbit_router.post("/send")
-async def rabbitmq_send(message: Message, request: Request) -> dict[str, Any]:
-    """Publish one persistent message and wait for the broker's publisher confirm."""
-    return await _rabbit(request).send(message)
+async def rabbitmq_send(body: RabbitSend, request: Request) -> dict[str, Any]:
+    """Publish one persistent message and wait for the broker's publisher confirm.
+
+    Optional ``exchange`` and ``routing_key`` in the body say where to publish
+    (default: the API's queue). 422 if no queue receives the message, 404 if the
+    exchange does not exist."""
+    return await _rabbit(request).send(body.to_message(), body.exchange, body.routing_key)
 
 
 @rabbit_router.post("/consume")

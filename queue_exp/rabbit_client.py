@@ -17,7 +17,13 @@ from typing import Any
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import AMQPConnectionError, AMQPError, NackError, UnroutableError
+from pika.exceptions import (
+    AMQPConnectionError,
+    AMQPError,
+    ChannelClosedByBroker,
+    NackError,
+    UnroutableError,
+)
 
 from queue_exp.background import BackgroundWorker, MessageStore, utc_now_iso
 from queue_exp.config import Settings, get_settings, redact_url
@@ -28,6 +34,15 @@ log = logging.getLogger(__name__)
 
 BROKER = "RabbitMQ"
 PERSISTENT = pika.DeliveryMode.Persistent
+NOT_FOUND = 404  # AMQP reply code when a channel names an exchange or queue that does not exist
+
+
+class ExchangeNotFound(LookupError):
+    """A publish named an exchange the broker does not have (it closed the channel)."""
+
+    def __init__(self, exchange: str) -> None:
+        self.exchange = exchange
+        super().__init__(f"RabbitMQ has no exchange named {exchange!r}; declare it first")
 
 
 def connection_parameters(settings: Settings) -> pika.URLParameters:
@@ -58,6 +73,43 @@ def declare_queue(channel: BlockingChannel, name: str, durable: bool = True, **a
     return channel.queue_declare(queue=name, durable=durable, arguments=arguments or None)
 
 
+def declare_exchange(
+    channel: BlockingChannel, name: str, exchange_type: str = "direct", durable: bool = False
+):
+    """Declare (idempotently) an exchange: ``direct``, ``fanout``, ``topic`` or ``headers``."""
+    return channel.exchange_declare(exchange=name, exchange_type=exchange_type, durable=durable)
+
+
+def bind_queue(
+    channel: BlockingChannel,
+    queue_name: str,
+    exchange: str,
+    binding_key: str = "",
+    arguments: dict[str, Any] | None = None,
+):
+    """Ask ``exchange`` to copy matching messages into ``queue_name``. What "matching"
+    means depends on the exchange type (``arguments`` are for headers exchanges)."""
+    return channel.queue_bind(
+        queue=queue_name, exchange=exchange, routing_key=binding_key, arguments=arguments
+    )
+
+
+def queue_exists(name: str, settings: Settings | None = None) -> bool:
+    """Does the broker have a queue of this name? (a passive declare, on its own
+    connection, because a 404 closes the channel)."""
+    connection = connect(settings)
+    try:
+        connection.channel().queue_declare(queue=name, passive=True)
+        return True
+    except ChannelClosedByBroker as exc:
+        if exc.reply_code == NOT_FOUND:
+            return False
+        raise
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
 def publish(
     channel: BlockingChannel,
     message: Message,
@@ -65,10 +117,17 @@ def publish(
     exchange: str = "",
     persistent: bool = True,
     mandatory: bool = False,
+    headers: dict[str, Any] | None = None,
+    expiration_ms: int | None = None,
+    **properties: Any,
 ) -> None:
     """Publish one message. On a channel in confirm mode this returns only once the
     broker has taken responsibility for it, and raises if the broker refused it
-    (``NackError``) or, with ``mandatory``, could not route it (``UnroutableError``)."""
+    (``NackError``) or, with ``mandatory``, could not route it (``UnroutableError``).
+
+    ``headers`` travel with the message (a headers exchange routes on them);
+    ``expiration_ms`` is a per-message time-to-live; other ``properties`` (e.g.
+    ``reply_to``, ``correlation_id``) go into its ``BasicProperties``."""
     channel.basic_publish(
         exchange=exchange,
         routing_key=routing_key,
@@ -76,6 +135,9 @@ def publish(
         properties=pika.BasicProperties(
             content_type="application/json",
             delivery_mode=PERSISTENT if persistent else pika.DeliveryMode.Transient,
+            headers=headers,
+            expiration=None if expiration_ms is None else str(int(expiration_ms)),
+            **properties,
         ),
         mandatory=mandatory,
     )
@@ -88,6 +150,17 @@ def delete_queues(names: list[str], settings: Settings | None = None) -> None:
         channel = connection.channel()
         for name in names:
             channel.queue_delete(queue=name)
+    finally:
+        connection.close()
+
+
+def delete_exchanges(names: list[str], settings: Settings | None = None) -> None:
+    """Delete exchanges (and their bindings); unknown names are ignored."""
+    connection = connect(settings)
+    try:
+        channel = connection.channel()
+        for name in names:
+            channel.exchange_delete(exchange=name)
     finally:
         connection.close()
 
@@ -160,6 +233,7 @@ class _PublishRequest:
     message: Message
     routing_key: str
     exchange: str
+    mandatory: bool
     future: Future = field(default_factory=Future)
 
 
@@ -176,8 +250,23 @@ class Publisher(BackgroundWorker):
         self.settings = settings
         self._requests: queue.Queue[_PublishRequest] = queue.Queue(maxsize=10_000)
 
-    def submit(self, message: Message, routing_key: str | None = None, exchange: str = ""):
-        request = _PublishRequest(message, routing_key or self.queue_name, exchange)
+    def submit(
+        self,
+        message: Message,
+        routing_key: str | None = None,
+        exchange: str = "",
+        mandatory: bool = True,
+    ):
+        """Queue one message for publishing. Without a routing key it goes to this
+        publisher's queue. With ``mandatory`` (the default) a message no queue
+        receives fails with ``UnroutableError`` instead of vanishing; a missing
+        exchange fails with ``ExchangeNotFound``."""
+        request = _PublishRequest(
+            message,
+            self.queue_name if routing_key is None else routing_key,
+            exchange,
+            mandatory,
+        )
         self.start()  # idempotent; a stopped publisher restarts on demand
         try:
             self._requests.put_nowait(request)
@@ -205,8 +294,7 @@ class Publisher(BackgroundWorker):
             self._fail_pending(exc.reason)
             raise
         try:
-            channel = connection.channel()
-            channel.confirm_delivery()
+            channel = self._open_channel(connection)
             declare_queue(channel, self.queue_name)
             self.connected.set()
             while not self.stopping:
@@ -215,19 +303,40 @@ class Publisher(BackgroundWorker):
                 except queue.Empty:
                     connection.process_data_events(0)  # heartbeats while idle
                     continue
-                self._publish(channel, request)
+                if not self._publish(channel, request):
+                    channel = self._open_channel(connection)
         finally:
             if connection.is_open:
                 connection.close()
 
-    def _publish(self, channel: BlockingChannel, request: _PublishRequest) -> None:
+    @staticmethod
+    def _open_channel(connection: pika.BlockingConnection) -> BlockingChannel:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        return channel
+
+    def _publish(self, channel: BlockingChannel, request: _PublishRequest) -> bool:
+        """Publish one request and resolve its future; returns False when the broker
+        closed the channel (a missing exchange) and a new one is needed."""
         if request.future.done():  # the caller gave up (timed out) before we got to it
-            return
+            return True
         try:
-            publish(channel, request.message, request.routing_key, request.exchange)
+            publish(
+                channel,
+                request.message,
+                request.routing_key,
+                request.exchange,
+                mandatory=request.mandatory,
+            )
         except (NackError, UnroutableError) as exc:
             request.future.set_exception(exc)
-            return
+            return True
+        except ChannelClosedByBroker as exc:
+            # the broker refused this publish (404: no such exchange; 403: not allowed)
+            # and closed the channel; the connection survives: fail it, carry on
+            missing = exc.reply_code == NOT_FOUND
+            request.future.set_exception(ExchangeNotFound(request.exchange) if missing else exc)
+            return False
         except AMQPError as exc:
             request.future.set_exception(
                 BrokerUnavailable(
@@ -238,6 +347,7 @@ class Publisher(BackgroundWorker):
         request.future.set_result(
             {"exchange": request.exchange, "routing_key": request.routing_key}
         )
+        return True
 
     def stop(self, timeout_s: float = 10.0) -> None:
         super().stop(timeout_s)
