@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 LAB_PORT ?= 8888
 # JupyterLab opens a browser only where there is a display to open it on.
 LAB_BROWSER := $(if $(DISPLAY)$(WAYLAND_DISPLAY),,--no-browser)
+# Jupyter refuses to run as root unless told (containers, CI, a root JupyterHub image).
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps lab test brokers brokers-down brokers-status serve lint notebooks clean
@@ -43,7 +45,7 @@ brokers-status: $(STAMP)
 
 lab: brokers
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 \
-		--ServerApp.port=$(LAB_PORT) $(LAB_BROWSER) $(LAB_ARGS)
+		--ServerApp.port=$(LAB_PORT) $(LAB_BROWSER) $(LAB_ROOT) $(LAB_ARGS)
 
 # The suite starts any broker that is not already reachable and stops what it started.
 test: setup
