@@ -190,23 +190,12 @@ def start(home: Path, previous: dict, timeout_s: float) -> dict:
         "version": version, "log": str(log_path), "data_dir": str(data_dir),
     }
     probe = replace(get_settings(), kafka_bootstrap_servers=address, broker_timeout_s=2.0)
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise LauncherError(
-                f"Kafka exited with code {proc.returncode} while starting; "
-                f"last lines of {log_path}:\n{procs.tail(log_path)}"
-            )
-        return procs.port_open("127.0.0.1", ports["broker"]) and kafka_client.ping(probe)[
-            "reachable"
-        ]
-
-    if not procs.wait_until(ready, timeout_s, 0.2):
-        procs.stop_process_group(proc.pid, MAIN_CLASS, 10)
-        raise LauncherError(
-            f"Kafka did not accept clients on {address} within {timeout_s:.0f} s; "
-            f"last lines of {log_path}:\n{procs.tail(log_path)}"
-        )
+    procs.await_ready(
+        proc, "Kafka", address,
+        lambda: procs.port_open("127.0.0.1", ports["broker"])
+        and kafka_client.ping(probe)["reachable"],
+        timeout_s, [log_path], lambda: procs.stop_process_group(proc.pid, MAIN_CLASS, 10),
+    )
     return entry
 
 

@@ -126,23 +126,12 @@ def start(home: Path, previous: dict, timeout_s: float) -> dict:
         "node": NODE, "log": str(log_path), "data_dir": str(base / "data"),
     }
     probe = replace(get_settings(), rabbitmq_url=url, broker_timeout_s=2.0)
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise LauncherError(
-                f"RabbitMQ exited with code {proc.returncode} while starting; last lines of "
-                f"{log_path}:\n{procs.tail(log_path)}\n{procs.tail(base / 'server.out', 10)}"
-            )
-        return procs.port_open("127.0.0.1", ports["amqp"]) and rabbit_client.ping(probe)[
-            "reachable"
-        ]
-
-    if not procs.wait_until(ready, timeout_s, 0.2):
-        stop(entry, 15)
-        raise LauncherError(
-            f"RabbitMQ did not accept AMQP clients on 127.0.0.1:{ports['amqp']} within "
-            f"{timeout_s:.0f} s; last lines of {log_path}:\n{procs.tail(log_path)}"
-        )
+    procs.await_ready(
+        proc, "RabbitMQ", f"127.0.0.1:{ports['amqp']}",
+        lambda: procs.port_open("127.0.0.1", ports["amqp"])
+        and rabbit_client.ping(probe)["reachable"],
+        timeout_s, [log_path, base / "server.out"], lambda: stop(entry, 15),
+    )
     return entry
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from queue_exp.errors import LauncherError
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -139,3 +142,36 @@ def tail(path: Path, lines: int = 30) -> str:
     except OSError:
         return f"(no log at {path})"
     return "\n".join(text.splitlines()[-lines:])
+
+
+def await_ready(
+    proc: subprocess.Popen,
+    broker: str,
+    address: str,
+    is_ready: Callable[[], bool],
+    timeout_s: float,
+    logs: list[Path],
+    on_timeout: Callable[[], object],
+) -> None:
+    """Wait until a just-started broker ``is_ready()``. Raises ``LauncherError`` with
+    the tail of its logs if it exits first or is not ready within ``timeout_s``
+    (then ``on_timeout()`` has stopped it)."""
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise LauncherError(
+                f"{broker} exited with code {proc.returncode} while starting; "
+                + _log_tails(logs)
+            )
+        return is_ready()
+
+    if not wait_until(ready, timeout_s, 0.2):
+        on_timeout()
+        raise LauncherError(
+            f"{broker} did not accept clients on {address} within {timeout_s:.0f} s; "
+            + _log_tails(logs)
+        )
+
+
+def _log_tails(logs: list[Path]) -> str:
+    return "\n".join(f"last lines of {log}:\n{tail(log)}" for log in logs)

@@ -1,0 +1,49 @@
+"""Launcher process helpers, on small real processes (no broker needed)."""
+
+import subprocess
+
+import pytest
+
+from queue_exp import procs
+from queue_exp.errors import LauncherError
+
+
+def test_a_broker_that_exits_while_starting_is_reported_with_its_log(tmp_path):
+    log = tmp_path / "broker.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["sh", "-c", "echo 'Address already in use'; exit 3"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    with pytest.raises(LauncherError) as info:
+        procs.await_ready(proc, "Kafka", "127.0.0.1:1", lambda: False, 10, [log], lambda: None)
+    assert "exited with code 3" in str(info.value)
+    assert "Address already in use" in str(info.value)
+
+
+def test_a_broker_that_never_gets_ready_is_stopped_and_reported(tmp_path):
+    log = tmp_path / "broker.log"
+    log.write_text("still booting\n")
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    stopped = []
+
+    def stop():
+        stopped.append(procs.stop_process_group(proc.pid, "sleep", 5))
+
+    with pytest.raises(LauncherError, match=r"did not accept clients on 127.0.0.1:1 within 1 s"):
+        procs.await_ready(proc, "RabbitMQ", "127.0.0.1:1", lambda: False, 1, [log], stop)
+    assert stopped == [True] and proc.wait(5) is not None
+
+
+def test_pid_alive_checks_the_command_line_marker():
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        assert procs.pid_alive(proc.pid, "sleep")
+        assert not procs.pid_alive(proc.pid, "kafka.Kafka")  # a recycled pid is not our broker
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not procs.pid_alive(proc.pid)
+
+
+def test_free_port_is_free_and_port_open_sees_a_listener():
+    port = procs.free_port()
+    assert procs.port_is_free(port) and not procs.port_open("127.0.0.1", port)
