@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RetriableError
 from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
@@ -26,6 +27,7 @@ from queue_exp import kafka_client, rabbit_client
 from queue_exp.background import MessageStore
 from queue_exp.config import START_HINT, Settings, get_settings
 from queue_exp.errors import BrokerUnavailable
+from queue_exp.http_guards import BodyGuard, validation_error
 from queue_exp.messages import Message
 
 log = logging.getLogger(__name__)
@@ -328,6 +330,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(kafka_router)
     app.include_router(rabbit_router)
     app.include_router(health_router)
+    app.add_middleware(BodyGuard, max_body_bytes=(settings or get_settings()).max_body_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(BrokerUnavailable, broker_unavailable)
     app.add_exception_handler(KafkaError, broker_refused)
     app.add_exception_handler(NackError, broker_refused)

@@ -64,6 +64,7 @@ class BackgroundWorker:
 
     def __init__(self) -> None:
         self._stop = threading.Event()
+        self._wake = threading.Event()  # cuts a reconnect backoff short
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
         self.last_error: str | None = None
@@ -85,8 +86,15 @@ class BackgroundWorker:
         self._thread.start()
         return True
 
+    def wake(self) -> None:
+        """Retry the connection now instead of at the end of the current backoff
+        (a caller is waiting: tell it within one connect attempt whether the broker
+        is back)."""
+        self._wake.set()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
@@ -104,7 +112,8 @@ class BackgroundWorker:
                 log.warning("%s: %s; retrying in %.1f s", self.name, self.last_error, backoff)
             finally:
                 self.connected.clear()
-            self._stop.wait(backoff)
+            self._wake.wait(backoff)
+            self._wake.clear()
             backoff = min(backoff * 2, 5.0)
 
     def run_session(self) -> None:  # pragma: no cover - abstract

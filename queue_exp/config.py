@@ -71,6 +71,7 @@ class Settings:
     home: Path
     max_stored_messages: int
     broker_timeout_s: float
+    max_body_bytes: int = 1024 * 1024
 
     def name(self, base: str) -> str:
         """Prefix a topic, queue, exchange or group name with the namespace, if any."""
@@ -119,4 +120,5 @@ def get_settings() -> Settings:
         home=home_dir(),
         max_stored_messages=_int_env("QUEUE_EXP_MAX_STORED_MESSAGES", 1000),
         broker_timeout_s=float(_int_env("QUEUE_EXP_BROKER_TIMEOUT_MS", 4000)) / 1000,
+        max_body_bytes=_int_env("QUEUE_EXP_MAX_BODY_BYTES", 1024 * 1024),
     )

@@ -45,10 +45,10 @@ def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaPr
         "bootstrap_timeout_ms": timeout,
         # how long send() may block waiting for topic metadata
         "max_block_ms": timeout,
-        "request_timeout_ms": timeout,
+        "request_timeout_ms": max(timeout - 1000, 1000),
         # give up on a record (and fail its future) after this long, so an outage
         # surfaces within seconds instead of the 2-minute production default
-        "delivery_timeout_ms": timeout + 1000,
+        "delivery_timeout_ms": timeout,
         "client_id": settings.name("queue_exp-producer"),
     }
     config.update(overrides)

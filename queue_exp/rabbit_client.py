@@ -268,6 +268,8 @@ class Publisher(BackgroundWorker):
             mandatory,
         )
         self.start()  # idempotent; a stopped publisher restarts on demand
+        if not self.connected.is_set():
+            self.wake()  # the broker may be back: try now, not after the backoff
         try:
             self._requests.put_nowait(request)
         except queue.Full:
