@@ -33,9 +33,16 @@ management.tcp.port = {management}
 loopback_users.guest = true
 log.file.level = info
 log.console = false
-# queue counters in the management HTTP API refresh every 0.5 s instead of every
-# 5 s, so the notebooks can watch them change (a little CPU; fine for one learner)
+# Queue counters in the management HTTP API refresh about every second instead of
+# every 5 s, so the notebooks can watch them change (a little CPU; fine for one
+# learner): queues report their figures every 0.5 s, the management agent
+# samples them every second.
 collect_statistics_interval = 500
+management.sample_retention_policies.global.minute = 1
+management.sample_retention_policies.global.hour = 60
+management.sample_retention_policies.basic.minute = 1
+management.sample_retention_policies.basic.hour = 60
+management.sample_retention_policies.detailed.10 = 1
 """
 
 
