@@ -11,8 +11,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic, OffsetSpec
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from queue_exp.background import BackgroundWorker, MessageStore, utc_now_iso
@@ -149,6 +149,114 @@ def delete_groups(group_ids: Iterable[str], settings: Settings | None = None) ->
         admin.close()
 
 
+def partitions_of(topic: str, settings: Settings | None = None) -> list[int]:
+    """The partition numbers of ``topic``, sorted (empty if the topic does not exist)."""
+    admin = make_admin(settings)
+    try:
+        described = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    return sorted(
+        p["partition_index"] for t in described if t["error_code"] == 0 for p in t["partitions"]
+    )
+
+
+def log_offsets(topic: str, settings: Settings | None = None) -> list[dict[str, int]]:
+    """Per partition: the first offset still stored, the end offset (the next one to
+    be written) and how many records lie between. Retention moves the first offset."""
+    tps = [TopicPartition(topic, p) for p in partitions_of(topic, settings)]
+    admin = make_admin(settings)
+    try:
+        first = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps})
+        end = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
+    finally:
+        admin.close()
+    return [
+        {
+            "partition": tp.partition,
+            "first_offset": first[tp].offset,
+            "end_offset": end[tp].offset,
+            "records": end[tp].offset - first[tp].offset,
+        }
+        for tp in tps
+    ]
+
+
+def group_offsets(
+    group_id: str, topic: str, settings: Settings | None = None
+) -> list[dict[str, Any]]:
+    """Per partition of ``topic``: the group's committed offset (the next record it
+    will read; ``None`` if it never committed one), the end offset, and the lag
+    (records written that the group has not yet committed as read)."""
+    ends = {row["partition"]: row["end_offset"] for row in log_offsets(topic, settings)}
+    admin = make_admin(settings)
+    try:
+        committed = admin.list_group_offsets({group_id: None}).get(group_id, {})
+    finally:
+        admin.close()
+    by_partition = {tp.partition: meta.offset for tp, meta in committed.items()
+                    if tp.topic == topic and meta.offset >= 0}
+    rows = []
+    for partition, end in sorted(ends.items()):
+        done = by_partition.get(partition)
+        rows.append({
+            "partition": partition,
+            "committed": done,
+            "end_offset": end,
+            "lag": None if done is None else end - done,
+        })
+    return rows
+
+
+def offsets_for_time(
+    topic: str, timestamp_ms: int, settings: Settings | None = None
+) -> dict[int, int | None]:
+    """Per partition: the first offset whose record timestamp is at or after
+    ``timestamp_ms`` (``KafkaConsumer.offsets_for_times``); ``None`` where no
+    record is that recent."""
+    consumer = make_consumer(settings=settings)
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions_of(topic, settings)]
+        timeout = _ms((settings or get_settings()).broker_timeout_s)
+        found = consumer.offsets_for_times({tp: timestamp_ms for tp in tps}, timeout_ms=timeout)
+    finally:
+        consumer.close()
+    return {tp.partition: (found[tp].offset if found.get(tp) else None) for tp in tps}
+
+
+def config_values(
+    kind: str, name: str | None, keys: Iterable[str], settings: Settings | None = None
+) -> list[dict[str, Any]]:
+    """The effective value of each config ``key`` of a topic (``kind='topic'``, ``name``
+    its name) or of the broker (``kind='broker'``, ``name`` ignored: the first broker),
+    where the value comes from, and Kafka's built-in default where the broker reports
+    it (it does for broker settings, not for a topic's own overrides: ``None``)."""
+    keys = list(keys)
+    admin = make_admin(settings)
+    try:
+        if kind == "broker":
+            name = str(admin.describe_cluster()["brokers"][0]["broker_id"])
+        types = {"topic": ConfigResourceType.TOPIC, "broker": ConfigResourceType.BROKER}
+        found = admin.describe_configs(
+            [ConfigResource(types[kind], name, dict.fromkeys(keys))],
+            include_synonyms=True, config_filter="all",
+        )[kind][name]
+    finally:
+        admin.close()
+    rows = []
+    for key in keys:
+        entry = found[key]
+        defaults = [s["value"] for s in entry["synonyms"] if s["source"] == "DEFAULT_CONFIG"]
+        rows.append({
+            "setting": key,
+            "value": entry["value"],
+            "set by": entry["config_source"],
+            "Kafka default": defaults[0] if defaults
+            else entry["value"] if entry["config_source"] == "DEFAULT_CONFIG" else None,
+        })
+    return rows
+
+
 def record_to_dict(record: Any) -> dict[str, Any]:
     """A ConsumerRecord as the API and the notebooks show it: the message plus
     where it sits in the log (topic, partition, offset)."""
@@ -159,14 +267,17 @@ def record_to_dict(record: Any) -> dict[str, Any]:
     return item
 
 
-def submit(producer: KafkaProducer, topic: str, message: Message) -> Any:
+def submit(
+    producer: KafkaProducer, topic: str, message: Message, timestamp_ms: int | None = None
+) -> Any:
     """Hand one message to the producer without waiting; returns kafka-python's
     future (``.get(timeout)``, ``add_callback``, ``add_errback``).
 
     The message's ``key`` (if any) becomes the record key, which picks the partition.
+    ``timestamp_ms`` sets the record's timestamp (default: now, set by the producer).
     """
     key = message.key.encode() if message.key is not None else None
-    return producer.send(topic, value=encode(message), key=key)
+    return producer.send(topic, value=encode(message), key=key, timestamp_ms=timestamp_ms)
 
 
 def send(
