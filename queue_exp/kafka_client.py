@@ -50,6 +50,8 @@ def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaPr
         # surfaces within seconds instead of the 2-minute production default
         "delivery_timeout_ms": timeout,
         "client_id": settings.name("queue_exp-producer"),
+        # after an outage, retry the broker every ≤2 s (production default: up to 30 s)
+        "reconnect_backoff_max_ms": 2000,
     }
     config.update(overrides)
     try:
@@ -80,6 +82,7 @@ def make_consumer(
         "session_timeout_ms": 6000,
         "heartbeat_interval_ms": 500,
         "client_id": settings.name("queue_exp-consumer"),
+        "reconnect_backoff_max_ms": 2000,
     }
     config.update(overrides)
     try:

@@ -40,3 +40,39 @@ def dead_address() -> tuple[str, int]:
 
 
 SEED_BODY = {"message": "Hello Kafka!", "timestamp": "2023-01-01T12:00:00", "source": "test_client"}
+
+
+@pytest.fixture(scope="module")
+def private_brokers(tmp_path_factory):
+    """A second pair of embedded brokers in a private home, for tests that stop and
+    restart brokers without disturbing the session's. Yields nothing; while it is
+    active QUEUE_EXP_HOME points at the private home."""
+    import os
+
+    from queue_exp import brokers
+
+    home = tmp_path_factory.mktemp("private-home")
+    session_libs = next((get_settings().home / "kafka").glob("libs-*"), None)
+    if session_libs is not None:  # reuse the downloaded jars
+        (home / "kafka").mkdir()
+        (home / "kafka" / session_libs.name).symlink_to(session_libs)
+    saved = {k: os.environ.get(k) for k in ("QUEUE_EXP_HOME", "KAFKA_BOOTSTRAP_SERVERS",
+                                             "RABBITMQ_URL")}
+    os.environ["QUEUE_EXP_HOME"] = str(home)
+    os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    os.environ.pop("RABBITMQ_URL", None)
+    try:
+        if procs.port_open("localhost", 9092) or procs.port_open("localhost", 5672):
+            pytest.skip("a broker runs on a default port; private brokers would reuse it")
+        result = brokers.up()
+        assert all(entry["started"] for entry in result.values())
+        yield result
+    finally:
+        try:
+            brokers.down()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value

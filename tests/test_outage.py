@@ -1,0 +1,64 @@
+"""A broker outage while the API runs: fast 503s naming the address, the other broker
+unaffected, /health telling which is down, and recovery without restarting the API
+(sends succeed again, background consumers resume by themselves)."""
+
+import time
+from dataclasses import replace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from queue_exp import brokers, teaching
+from queue_exp.api import create_app
+from queue_exp.config import get_settings
+from tests.conftest import SEED_BODY
+
+pytestmark = pytest.mark.slow
+OTHER = {"kafka": "rabbitmq", "rabbitmq": "kafka"}
+
+
+def send(client, broker, text):
+    return client.post(f"/{broker}/send", json={**SEED_BODY, "message": text})
+
+
+@pytest.mark.parametrize("broker", ["kafka", "rabbitmq"])
+def test_outage_and_recovery(private_brokers, namespace, broker):
+    settings = replace(get_settings(), namespace=namespace)
+    address = (settings.kafka_bootstrap_servers if broker == "kafka"
+               else settings.rabbitmq_url_redacted.split("@")[1].split("/")[0])
+    with TestClient(create_app(settings)) as client:
+        for name in ("kafka", "rabbitmq"):
+            assert client.post(f"/{name}/consume").json()["status"] == "started"
+            assert send(client, name, "before").status_code == 200
+        teaching.wait_for_messages(client, broker, 1, timeout_s=15)
+
+        brokers.down([broker])
+        began = time.monotonic()
+        reply = send(client, broker, "during")
+        took = time.monotonic() - began
+        assert reply.status_code == 503, reply.text
+        assert took < 5.0, f"503 took {took:.1f} s"
+        assert address in reply.json()["detail"] and "make brokers" in reply.json()["detail"]
+        # a second request is just as quick: the API does not hang on a dead broker
+        began = time.monotonic()
+        assert send(client, broker, "during again").status_code == 503
+        assert time.monotonic() - began < 5.0
+        # the other broker does not notice
+        assert send(client, OTHER[broker], "unaffected").status_code == 200
+        health = client.get("/health").json()
+        assert health["status"] == "degraded"
+        assert health[broker]["reachable"] is False
+        assert health[OTHER[broker]]["reachable"] is True
+
+        brokers.up([broker])
+        began = time.monotonic()
+        teaching.wait_for(lambda: send(client, broker, "after").status_code == 200, 30, 0.5)
+        recovered = time.monotonic() - began
+        # the background consumer resumed by itself and gets what was sent after the restart
+        teaching.wait_for(
+            lambda: "after" in [m["message"] for m in
+                                client.get(f"/{broker}/messages").json()["messages"]],
+            timeout_s=45, interval_s=0.5)
+        assert client.get(f"/{broker}/messages").json()["consumer_running"] is True
+        print(f"\n{broker}: 503 after {took:.2f} s; sends succeed {recovered:.2f} s after restart")
+    teaching.remove_api_resources(settings)
