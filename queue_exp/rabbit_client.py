@@ -94,12 +94,11 @@ def bind_queue(
     )
 
 
-def queue_exists(name: str, settings: Settings | None = None) -> bool:
-    """Does the broker have a queue of this name? (a passive declare, on its own
-    connection, because a 404 closes the channel)."""
+def _exists(declare: str, name: str, settings: Settings | None) -> bool:
+    # a passive declare, on a connection of its own, because a 404 closes the channel
     connection = connect(settings)
     try:
-        connection.channel().queue_declare(queue=name, passive=True)
+        getattr(connection.channel(), declare)(name, passive=True)
         return True
     except ChannelClosedByBroker as exc:
         if exc.reply_code == NOT_FOUND:
@@ -108,6 +107,16 @@ def queue_exists(name: str, settings: Settings | None = None) -> bool:
     finally:
         if connection.is_open:
             connection.close()
+
+
+def queue_exists(name: str, settings: Settings | None = None) -> bool:
+    """Does the broker have a queue of this name?"""
+    return _exists("queue_declare", name, settings)
+
+
+def exchange_exists(name: str, settings: Settings | None = None) -> bool:
+    """Does the broker have an exchange of this name?"""
+    return _exists("exchange_declare", name, settings)
 
 
 def publish(

@@ -1,0 +1,124 @@
+"""A small client for RabbitMQ's management HTTP API: queue counters the AMQP
+protocol does not give you (``messages_unacknowledged``, consumers).
+
+The broker computes these statistics periodically (``collect_statistics_interval``:
+5 s by default, 0.5 s on the embedded broker), so a counter read right after an
+action may still show the old value: :meth:`Management.wait_for_counters` polls,
+bounded, until the expected values show up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import httpx
+
+from queue_exp.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# Counter names as the management API spells them -> the short names we show.
+COUNTERS = {
+    "messages_ready": "ready",
+    "messages_unacknowledged": "unacked",
+    "consumers": "consumers",
+}
+
+
+class ManagementUnavailable(RuntimeError):
+    """The management API is unknown or does not answer; the message says what to do."""
+
+
+class Management:
+    """``GET``s against ``/api`` of the broker in ``settings`` (guest/guest on the
+    embedded one: the credentials of ``RABBITMQ_URL``). Use as a context manager
+    or call :meth:`close`."""
+
+    def __init__(self, settings: Settings | None = None, timeout_s: float = 5.0) -> None:
+        settings = settings or get_settings()
+        if not settings.rabbitmq_management_url:
+            raise ManagementUnavailable(
+                "the management API address of this RabbitMQ is unknown: set "
+                "RABBITMQ_MANAGEMENT_URL (e.g. http://localhost:15672)"
+            )
+        amqp = urlsplit(settings.rabbitmq_url)
+        vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
+        self.base_url = settings.rabbitmq_management_url.rstrip("/")
+        self.vhost = vhost
+        self._http = httpx.Client(
+            base_url=self.base_url + "/api",
+            auth=(unquote(amqp.username or "guest"), unquote(amqp.password or "guest")),
+            timeout=timeout_s,
+        )
+
+    def __enter__(self) -> Management:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _get(self, path: str, **params: Any) -> Any:
+        try:
+            response = self._http.get(path, params=params or None)
+        except httpx.HTTPError as exc:
+            raise ManagementUnavailable(
+                f"RabbitMQ's management API at {self.base_url} did not answer "
+                f"({type(exc).__name__}); is the broker up? `make brokers` starts it"
+            ) from exc
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def queue(self, name: str) -> dict[str, Any] | None:
+        """Everything the API knows about one queue, or ``None`` if there is no such queue."""
+        return self._get(f"/queues/{quote(self.vhost, safe='')}/{quote(name, safe='')}")
+
+    def overview(self) -> dict[str, Any]:
+        return self._get("/overview")
+
+    def queue_counters(self, name: str) -> dict[str, int | None]:
+        """``{"ready", "unacked", "consumers"}`` for a queue (``None`` where the broker
+        has not computed a figure yet); raises ``LookupError`` if it does not exist."""
+        info = self.queue(name)
+        if info is None:
+            raise LookupError(f"no queue named {name!r} in vhost {self.vhost!r}")
+        return {short: info.get(field) for field, short in COUNTERS.items()}
+
+    def wait_for_counters(
+        self, name: str, timeout_s: float = 15.0, **expected: int
+    ) -> dict[str, int | None]:
+        """Poll until the queue's counters equal ``expected`` (e.g. ``unacked=3``);
+        returns them. Raises ``TimeoutError`` naming the last values seen."""
+        unknown = set(expected) - set(COUNTERS.values())
+        if unknown:
+            raise ValueError(f"unknown counters {sorted(unknown)}; use {list(COUNTERS.values())}")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            counters = self.queue_counters(name)
+            if all(counters[key] == value for key, value in expected.items()):
+                return counters
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"queue {name!r} still shows {counters} after {timeout_s} s, "
+                    f"expected {expected}"
+                )
+            time.sleep(0.1)
+
+    def wait_until_up(self, timeout_s: float = 30.0) -> bool:
+        """After a broker restart the HTTP API comes up a little after AMQP."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self.overview():
+                    return True
+            except (ManagementUnavailable, httpx.HTTPStatusError):
+                pass
+            time.sleep(0.2)
+        return False
