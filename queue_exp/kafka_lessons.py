@@ -79,6 +79,18 @@ def lag_table(group_id: str, topic: str, settings: Settings | None = None) -> An
     return table.astype({"committed": "Int64", "lag": "Int64"})
 
 
+def log_table(topics: dict[str, str], settings: Settings | None = None) -> Any:
+    """``kafka_client.log_offsets`` of several topics as one pandas table, one row
+    per (topic, partition); ``topics`` maps a short label to each topic's name."""
+    import pandas as pd
+
+    return pd.DataFrame([
+        {"topic": label, **row}
+        for label, name in topics.items()
+        for row in kafka_client.log_offsets(name, settings)
+    ])
+
+
 def keyed_messages(
     rounds: int = 3, keys: Sequence[str] = USERS, first_round: int = 1, source: str = "notebook"
 ) -> list[Message]:
