@@ -13,7 +13,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic, OffsetSpec
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, RetriableError, TopicAlreadyExistsError
 
 from queue_exp.background import BackgroundWorker, MessageStore, utc_now_iso
 from queue_exp.config import Settings, get_settings
@@ -144,8 +144,18 @@ def delete_groups(group_ids: Iterable[str], settings: Settings | None = None) ->
     if not group_ids:
         return
     admin = make_admin(settings)
+    deadline = time.monotonic() + 15
     try:
-        for group_id, error in admin.delete_groups(group_ids).items():
+        while True:
+            try:
+                results = admin.delete_groups(group_ids)
+                break
+            except RetriableError:
+                # right after a broker (re)start the group coordinator is still loading
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        for group_id, error in results.items():
             if error not in ("OK", "GroupIdNotFoundError"):
                 log.warning("could not delete group %s: %s", group_id, error)
     finally:

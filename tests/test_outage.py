@@ -62,3 +62,31 @@ def test_outage_and_recovery(private_brokers, namespace, broker):
         assert client.get(f"/{broker}/messages").json()["consumer_running"] is True
         print(f"\n{broker}: 503 after {took:.2f} s; sends succeed {recovered:.2f} s after restart")
     teaching.remove_api_resources(settings)
+
+
+def test_confirmed_messages_survive_a_broker_restart(private_brokers, namespace):
+    """What the API acknowledged is on disk: after restarting both brokers, a plain
+    client still reads every message from the durable queue and from the topic."""
+    from queue_exp import kafka_client, rabbit_client
+
+    settings = replace(get_settings(), namespace=namespace)
+    texts = [f"durable-{i}" for i in range(20)]
+    with TestClient(create_app(settings)) as client:
+        for broker in ("kafka", "rabbitmq"):
+            for text in texts:
+                assert send(client, broker, text).status_code == 200
+        producer = client.app.state.kafka.producer()
+        # replies only after every in-sync replica has the record, and retries never duplicate
+        assert producer.config["acks"] in (-1, "all")
+        assert producer.config["enable_idempotence"] is True
+
+    brokers.restart("rabbitmq")
+    brokers.restart("kafka")
+    settings = replace(get_settings(), namespace=namespace)  # same ports, re-read anyway
+    from_queue = rabbit_client.consume(settings.rabbitmq_queue, max_messages=50, timeout_s=10,
+                                       settings=settings)
+    from_topic = kafka_client.consume(settings.kafka_topic, max_messages=50, timeout_s=15,
+                                      settings=settings)
+    assert sorted(m["message"] for m in from_queue) == sorted(texts)
+    assert sorted(m["message"] for m in from_topic) == sorted(texts)
+    teaching.remove_api_resources(settings)
