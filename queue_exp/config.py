@@ -72,6 +72,7 @@ class Settings:
     max_stored_messages: int
     broker_timeout_s: float
     max_body_bytes: int = 1024 * 1024
+    max_pending_publishes: int = 10_000
 
     def name(self, base: str) -> str:
         """Prefix a topic, queue, exchange or group name with the namespace, if any."""
@@ -121,4 +122,5 @@ def get_settings() -> Settings:
         max_stored_messages=_int_env("QUEUE_EXP_MAX_STORED_MESSAGES", 1000),
         broker_timeout_s=float(_int_env("QUEUE_EXP_BROKER_TIMEOUT_MS", 4000)) / 1000,
         max_body_bytes=_int_env("QUEUE_EXP_MAX_BODY_BYTES", 1024 * 1024),
+        max_pending_publishes=_int_env("QUEUE_EXP_MAX_PENDING_PUBLISHES", 10_000),
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 from pika.exceptions import (
     AMQPConnectionError,
     AMQPError,
@@ -62,7 +63,9 @@ def connect(settings: Settings | None = None) -> pika.BlockingConnection:
     settings = settings or get_settings()
     try:
         return pika.BlockingConnection(connection_parameters(settings))
-    except AMQPConnectionError as exc:
+    # pika raises a handshake timeout (a peer that accepts TCP but never speaks
+    # AMQP) as AMQPConnectorException, outside its AMQPConnectionError family
+    except (AMQPConnectionError, AMQPConnectorException) as exc:
         raise BrokerUnavailable(
             BROKER, redact_url(settings.rabbitmq_url), type(exc).__name__
         ) from exc
@@ -257,7 +260,11 @@ class Publisher(BackgroundWorker):
         super().__init__()
         self.queue_name = queue_name
         self.settings = settings
-        self._requests: queue.Queue[_PublishRequest] = queue.Queue(maxsize=10_000)
+        # bounded: while the broker is slow or away, callers get a fast 503
+        # instead of an ever-growing backlog
+        self._requests: queue.Queue[_PublishRequest] = queue.Queue(
+            maxsize=settings.max_pending_publishes
+        )
 
     def submit(
         self,

@@ -48,3 +48,34 @@ def test_worker_retries_after_a_failure_and_stops_cleanly():
     worker.stop(timeout_s=5)
     assert not worker.running
     assert "test-worker" not in {t.name for t in threading.enumerate()}
+
+
+def test_publisher_backlog_is_capped_while_the_broker_does_not_answer(settings):
+    """A broker that accepts TCP but never speaks AMQP: publishes beyond the cap fail
+    at once ("publisher busy") instead of piling up in memory."""
+    import socket
+    from dataclasses import replace
+
+    from queue_exp.errors import BrokerUnavailable
+    from queue_exp.messages import Message
+    from queue_exp.rabbit_client import Publisher
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes handshakes; nobody ever answers
+        port = silent.getsockname()[1]
+        stalled = replace(settings, rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{port}/%2F",
+                          max_pending_publishes=3, broker_timeout_s=2.0)
+        publisher = Publisher("q", stalled)
+        try:
+            futures = [publisher.submit(Message.now(f"m{i}")) for i in range(6)]
+            busy = [f for f in futures if f.done()]
+            assert len(busy) >= 2  # beyond the cap of 3 (one may already be in hand)
+            for future in busy:
+                assert isinstance(future.exception(), BrokerUnavailable)
+                assert "publisher busy" in str(future.exception())
+            # and the ones that were queued fail too once the connect attempt times out
+            for future in futures:
+                assert isinstance(future.exception(timeout=15), BrokerUnavailable)
+        finally:
+            publisher.stop()
