@@ -25,6 +25,7 @@ from pydantic import Field, field_validator
 
 from queue_exp import kafka_client, rabbit_client
 from queue_exp.background import MessageStore
+from queue_exp.bridge import LoopResolver
 from queue_exp.config import START_HINT, Settings, get_settings
 from queue_exp.errors import BrokerUnavailable
 from queue_exp.http_guards import BodyGuard, validation_error
@@ -47,6 +48,7 @@ class KafkaService:
         )
         self._producer = None
         self._lock = threading.Lock()
+        self._resolver: LoopResolver | None = None
 
     def producer(self):
         """Open the producer (and the API's topic) once; blocking, call off the loop."""
@@ -55,26 +57,32 @@ class KafkaService:
                 kafka_client.create_topic(
                     self.topic, partitions=KAFKA_TOPIC_PARTITIONS, settings=self.settings
                 )
-                self._producer = kafka_client.make_producer(self.settings)
+                producer = kafka_client.make_producer(self.settings)
+                # fetch the topic's metadata now, so that send() never waits for it
+                producer.partitions_for(self.topic)
+                self._producer = producer
             return self._producer
 
     async def send(self, message: Message) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future = loop.create_future()
+        if self._resolver is None:
+            self._resolver = LoopResolver(asyncio.get_running_loop())
+        resolver = self._resolver
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
 
-        def resolve(value: Any, failed: bool) -> None:
-            if not done.done():
-                (done.set_exception if failed else done.set_result)(value)
-
-        def submit() -> None:
-            future = kafka_client.submit(self.producer(), self.topic, message)
-            future.add_callback(lambda meta: loop.call_soon_threadsafe(resolve, meta, False))
-            future.add_errback(lambda exc: loop.call_soon_threadsafe(resolve, exc, True))
+        def submit(producer) -> None:
+            future = kafka_client.submit(producer, self.topic, message)
+            future.add_callback(lambda meta: resolver.post(done, meta))
+            future.add_errback(lambda exc: resolver.post(done, exc, failed=True))
 
         address = self.settings.kafka_bootstrap_servers
         try:
-            await run_in_threadpool(submit)
-            meta = await asyncio.wait_for(done, self.settings.broker_timeout_s + 2)
+            if self._producer is None:
+                # the first send opens the producer (bootstrap, topic): blocking, off the loop
+                await run_in_threadpool(lambda: submit(self.producer()))
+            else:
+                # metadata is cached: send() only appends to a batch for the sender thread
+                submit(self._producer)
+            meta = await resolver.wait(done, self.settings.broker_timeout_s + 2)
         except TimeoutError as exc:
             raise BrokerUnavailable("Kafka", address, "no acknowledgement in time") from exc
         except RetriableError as exc:  # timeouts and lost connections, not bad requests

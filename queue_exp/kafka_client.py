@@ -49,6 +49,9 @@ def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaPr
         # give up on a record (and fail its future) after this long, so an outage
         # surfaces within seconds instead of the 2-minute production default
         "delivery_timeout_ms": timeout,
+        # wait up to 2 ms for more records to batch with: under concurrent sends one
+        # request carries many records (production default 5 ms)
+        "linger_ms": 2,
         "client_id": settings.name("queue_exp-producer"),
         # after an outage, retry the broker every ≤2 s (production default: up to 30 s)
         "reconnect_backoff_max_ms": 2000,

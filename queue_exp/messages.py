@@ -7,7 +7,6 @@ so any Kafka or AMQP client in any language can read and write it.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -40,7 +39,7 @@ class Message(BaseModel):
 
 def encode(message: Message) -> bytes:
     """Message -> UTF-8 JSON bytes (the body on the wire). Unset fields are left out."""
-    return json.dumps(message.model_dump(mode="json", exclude_none=True)).encode()
+    return message.model_dump_json(exclude_none=True).encode()
 
 
 def decode(raw: bytes) -> Message:

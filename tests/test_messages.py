@@ -16,7 +16,7 @@ def test_seed_body_round_trips_byte_for_byte():
     assert decode(encode(message)) == message
     # the wire format is the JSON body itself: any client can read it
     assert encode(message) == (
-        b'{"message": "Hello Kafka!", "timestamp": "2023-01-01T12:00:00", "source": "test_client"}'
+        b'{"message":"Hello Kafka!","timestamp":"2023-01-01T12:00:00","source":"test_client"}'
     )
 
 
