@@ -52,10 +52,12 @@ def _locked() -> Iterator[dict]:
     with open(home / "launcher.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = read_state()
-        yield state
-        tmp = state_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-        os.replace(tmp, state_path())
+        try:
+            yield state
+        finally:  # also when one broker failed: keep what the other one's start recorded
+            tmp = state_path().with_suffix(".tmp")
+            tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+            os.replace(tmp, state_path())
 
 
 def _host_port(name: str, address: str) -> tuple[str, int]:
@@ -116,56 +118,65 @@ def _shown(name: str, address: str) -> str:
 def up(names: Iterable[str] = BROKERS, timeout_s: float = 120.0) -> dict[str, dict]:
     """Make sure each broker is reachable (in parallel); returns their state entries,
     each with ``started`` telling whether this call started it."""
-    names = list(names)
-    results: dict[str, dict] = {}
-    errors: dict[str, BaseException] = {}
     with _locked() as state:
-
-        def run(name: str) -> None:
-            try:
-                results[name] = _ensure(name, state.get(name) or {}, timeout_s)
-            except BaseException as exc:  # noqa: BLE001 - reported below, per broker
-                errors[name] = exc
-
-        threads = [threading.Thread(target=run, args=(n,), name=f"up-{n}") for n in names]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for name, entry in results.items():
-            if entry.get("source") != ENV_VAR[name]:
-                state[name] = {k: v for k, v in entry.items() if k != "started"}
-    if errors:
-        raise LauncherError("\n\n".join(f"[{n}] {e}" for n, e in errors.items()))
-    return results
+        return _up(state, list(names), timeout_s)
 
 
 def down(names: Iterable[str] = BROKERS, timeout_s: float = 30.0) -> dict[str, bool]:
     """Stop the embedded brokers this launcher started (others are left alone).
     Returns, per broker, whether something was stopped."""
-    stopped: dict[str, bool] = {}
     with _locked() as state:
-        for name in names:
-            entry = state.get(name) or {}
-            if not entry.get("managed") or not entry.get("pid"):
-                stopped[name] = False
-                continue
-            was_alive = EMBEDDED[name].alive(entry)
-            if not EMBEDDED[name].stop(entry, timeout_s):
-                raise LauncherError(f"could not stop the embedded {name} (pid {entry['pid']})")
-            entry["pid"] = None
-            stopped[name] = was_alive
-    return stopped
+        return _down(state, list(names), timeout_s)
 
 
 def restart(name: str, timeout_s: float = 120.0) -> dict:
     """Stop and start one embedded broker on the same ports, keeping its data
-    (used by the durability lessons)."""
-    entry = (read_state().get(name) or {})
-    if not entry.get("managed"):
-        raise LauncherError(f"{name} is not an embedded broker; restart it where it runs.")
-    down([name])
-    return up([name], timeout_s)[name]
+    (used by the durability lessons). Holds the launcher lock throughout, so a
+    concurrent `brokers up` waits instead of starting (and later stopping) a
+    broker of its own in the gap."""
+    with _locked() as state:
+        if not (state.get(name) or {}).get("managed"):
+            raise LauncherError(f"{name} is not an embedded broker; restart it where it runs.")
+        _down(state, [name], 30.0)
+        return _up(state, [name], timeout_s)[name]
+
+
+def _up(state: dict, names: list[str], timeout_s: float) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    errors: dict[str, BaseException] = {}
+
+    def run(name: str) -> None:
+        try:
+            results[name] = _ensure(name, state.get(name) or {}, timeout_s)
+        except BaseException as exc:  # noqa: BLE001 - reported below, per broker
+            errors[name] = exc
+
+    threads = [threading.Thread(target=run, args=(n,), name=f"up-{n}") for n in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name, entry in results.items():
+        if entry.get("source") != ENV_VAR[name]:
+            state[name] = {k: v for k, v in entry.items() if k != "started"}
+    if errors:
+        raise LauncherError("\n\n".join(f"[{n}] {e}" for n, e in errors.items()))
+    return results
+
+
+def _down(state: dict, names: list[str], timeout_s: float) -> dict[str, bool]:
+    stopped: dict[str, bool] = {}
+    for name in names:
+        entry = state.get(name) or {}
+        if not entry.get("managed") or not entry.get("pid"):
+            stopped[name] = False
+            continue
+        was_alive = EMBEDDED[name].alive(entry)
+        if not EMBEDDED[name].stop(entry, timeout_s):
+            raise LauncherError(f"could not stop the embedded {name} (pid {entry['pid']})")
+        entry["pid"] = None
+        stopped[name] = was_alive
+    return stopped
 
 
 def status() -> dict[str, dict[str, Any]]:
