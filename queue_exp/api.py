@@ -30,6 +30,7 @@ from queue_exp.config import START_HINT, Settings, get_settings
 from queue_exp.errors import BrokerUnavailable
 from queue_exp.http_guards import BodyGuard, validation_error
 from queue_exp.messages import Message
+from queue_exp.rabbit_publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +145,16 @@ class RabbitSend(Message):
 
 
 class RabbitService:
-    """The publisher thread (confirms) and the consumer thread, on one durable queue."""
+    """The publisher (pipelined confirms, on the event loop) and the consumer thread,
+    on one durable queue."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.queue = settings.rabbitmq_queue
         self.store = MessageStore(settings.max_stored_messages)
-        self.publisher = rabbit_client.Publisher(self.queue, settings)
+        self.publisher = Publisher(self.queue, settings)
         self.consumer = rabbit_client.BackgroundConsumer(self.queue, self.store, settings)
+        self._known_exchanges: set[str] = set()
 
     async def send(
         self, message: Message, exchange: str | None = None, routing_key: str | None = None
@@ -160,13 +163,16 @@ class RabbitService:
         default exchange; a message no queue receives is an error, not a silent loss."""
         exchange = exchange or ""
         routing_key = self.queue if routing_key is None else routing_key
-        future = self.publisher.submit(message, routing_key, exchange, mandatory=True)
+        if exchange and exchange not in self._known_exchanges:
+            # A publish to a missing exchange makes the broker close the channel, and
+            # with it the confirms of every other message in flight: ask first.
+            if not await run_in_threadpool(rabbit_client.exchange_exists, exchange,
+                                           self.settings):
+                raise HTTPException(404, str(rabbit_client.ExchangeNotFound(exchange)))
+            self._known_exchanges.add(exchange)
         try:
-            result = await asyncio.wait_for(
-                asyncio.wrap_future(future), self.settings.broker_timeout_s + 2
-            )
+            result = await self.publisher.publish(message, routing_key, exchange, mandatory=True)
         except TimeoutError as exc:
-            future.cancel()
             raise BrokerUnavailable(
                 "RabbitMQ", self.settings.rabbitmq_url_redacted, "no publisher confirm in time"
             ) from exc
@@ -181,6 +187,7 @@ class RabbitService:
                 422, f"RabbitMQ could not route the message: {where}; it was returned, not stored"
             ) from exc
         except rabbit_client.ExchangeNotFound as exc:
+            self._known_exchanges.discard(exchange)  # it was deleted since we checked
             raise HTTPException(404, str(exc)) from exc
         except ChannelClosedByBroker as exc:  # e.g. 403 ACCESS_REFUSED
             status = 403 if exc.reply_code == 403 else 400
@@ -190,9 +197,9 @@ class RabbitService:
         queue = routing_key if not exchange else None
         return {"status": "sent", **result, "queue": queue, "confirmed": True}
 
-    def close(self) -> None:
-        self.consumer.stop()
-        self.publisher.stop()
+    async def close(self) -> None:
+        await run_in_threadpool(self.consumer.stop)
+        await self.publisher.close()
 
 
 async def start_consumer(broker: str, worker, ping, extra: dict[str, Any]) -> dict[str, Any]:
@@ -322,7 +329,7 @@ async def lifespan(app: FastAPI):
         yield
     finally:
         await run_in_threadpool(app.state.kafka.close)
-        await run_in_threadpool(app.state.rabbitmq.close)
+        await app.state.rabbitmq.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -9,10 +9,7 @@ the consumer each own one, and other threads reach them only through queues.
 from __future__ import annotations
 
 import logging
-import queue
 import time
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 import pika
@@ -20,10 +17,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 from pika.exceptions import (
     AMQPConnectionError,
-    AMQPError,
     ChannelClosedByBroker,
-    NackError,
-    UnroutableError,
 )
 
 from queue_exp.background import BackgroundWorker, MessageStore, utc_now_iso
@@ -238,138 +232,6 @@ def ping(settings: Settings | None = None) -> dict[str, Any]:
     if settings.rabbitmq_management_url:
         result["management_url"] = settings.rabbitmq_management_url
     return result
-
-
-@dataclass
-class _PublishRequest:
-    message: Message
-    routing_key: str
-    exchange: str
-    mandatory: bool
-    future: Future = field(default_factory=Future)
-
-
-class Publisher(BackgroundWorker):
-    """Owns one connection with publisher confirms; other threads hand it messages
-    with :meth:`submit` and get a ``concurrent.futures.Future`` that resolves once
-    the broker has confirmed the message (or fails with ``BrokerUnavailable``)."""
-
-    name = "queue_exp-rabbitmq-publisher"
-
-    def __init__(self, queue_name: str, settings: Settings) -> None:
-        super().__init__()
-        self.queue_name = queue_name
-        self.settings = settings
-        # bounded: while the broker is slow or away, callers get a fast 503
-        # instead of an ever-growing backlog
-        self._requests: queue.Queue[_PublishRequest] = queue.Queue(
-            maxsize=settings.max_pending_publishes
-        )
-
-    def submit(
-        self,
-        message: Message,
-        routing_key: str | None = None,
-        exchange: str = "",
-        mandatory: bool = True,
-    ):
-        """Queue one message for publishing. Without a routing key it goes to this
-        publisher's queue. With ``mandatory`` (the default) a message no queue
-        receives fails with ``UnroutableError`` instead of vanishing; a missing
-        exchange fails with ``ExchangeNotFound``."""
-        request = _PublishRequest(
-            message,
-            self.queue_name if routing_key is None else routing_key,
-            exchange,
-            mandatory,
-        )
-        self.start()  # idempotent; a stopped publisher restarts on demand
-        if not self.connected.is_set():
-            self.wake()  # the broker may be back: try now, not after the backoff
-        try:
-            self._requests.put_nowait(request)
-        except queue.Full:
-            request.future.set_exception(
-                BrokerUnavailable(BROKER, self.settings.rabbitmq_url_redacted, "publisher busy")
-            )
-        return request.future
-
-    def _fail_pending(self, reason: str) -> None:
-        while True:
-            try:
-                request = self._requests.get_nowait()
-            except queue.Empty:
-                return
-            request.future.set_exception(
-                BrokerUnavailable(BROKER, self.settings.rabbitmq_url_redacted, reason)
-            )
-
-    def run_session(self) -> None:
-        try:
-            connection = connect(self.settings)
-        except BrokerUnavailable as exc:
-            # nobody should wait for a broker that is down: fail what is queued now
-            self._fail_pending(exc.reason)
-            raise
-        try:
-            channel = self._open_channel(connection)
-            declare_queue(channel, self.queue_name)
-            self.connected.set()
-            while not self.stopping:
-                try:
-                    request = self._requests.get(timeout=0.2)
-                except queue.Empty:
-                    connection.process_data_events(0)  # heartbeats while idle
-                    continue
-                if not self._publish(channel, request):
-                    channel = self._open_channel(connection)
-        finally:
-            if connection.is_open:
-                connection.close()
-
-    @staticmethod
-    def _open_channel(connection: pika.BlockingConnection) -> BlockingChannel:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        return channel
-
-    def _publish(self, channel: BlockingChannel, request: _PublishRequest) -> bool:
-        """Publish one request and resolve its future; returns False when the broker
-        closed the channel (a missing exchange) and a new one is needed."""
-        if request.future.done():  # the caller gave up (timed out) before we got to it
-            return True
-        try:
-            publish(
-                channel,
-                request.message,
-                request.routing_key,
-                request.exchange,
-                mandatory=request.mandatory,
-            )
-        except (NackError, UnroutableError) as exc:
-            request.future.set_exception(exc)
-            return True
-        except ChannelClosedByBroker as exc:
-            # the broker refused this publish (404: no such exchange; 403: not allowed)
-            # and closed the channel; the connection survives: fail it, carry on
-            missing = exc.reply_code == NOT_FOUND
-            request.future.set_exception(ExchangeNotFound(request.exchange) if missing else exc)
-            return False
-        except AMQPError as exc:
-            request.future.set_exception(
-                BrokerUnavailable(
-                    BROKER, self.settings.rabbitmq_url_redacted, type(exc).__name__
-                )
-            )
-            raise
-        request.future.set_result(
-            {"exchange": request.exchange, "routing_key": request.routing_key}
-        )
-        return True
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        super().stop(timeout_s)
-        self._fail_pending("publisher stopped")
 
 
 class BackgroundConsumer(BackgroundWorker):
