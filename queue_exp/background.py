@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,9 +33,14 @@ class MessageStore:
         self._lock = threading.Lock()
 
     def add(self, item: dict[str, Any]) -> None:
+        self.extend((item,))
+
+    def extend(self, items: Iterable[dict[str, Any]]) -> None:
+        """Add a batch at once (one lock round trip per poll, not per message)."""
+        items = list(items)
         with self._lock:
-            self._items.append(item)
-            self._received += 1
+            self._items.extend(items)
+            self._received += len(items)
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -49,9 +49,6 @@ def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaPr
         # give up on a record (and fail its future) after this long, so an outage
         # surfaces within seconds instead of the 2-minute production default
         "delivery_timeout_ms": timeout,
-        # wait up to 2 ms for more records to batch with: under concurrent sends one
-        # request carries many records (production default 5 ms)
-        "linger_ms": 2,
         "client_id": settings.name("queue_exp-producer"),
         # after an outage, retry the broker every ≤2 s (production default: up to 30 s)
         "reconnect_backoff_max_ms": 2000,
@@ -390,10 +387,12 @@ class BackgroundConsumer(BackgroundWorker):
             while not self.stopping:
                 # the poll timeout bounds how long stop() waits for this thread
                 batch = consumer.poll(timeout_ms=500)
-                for records in batch.values():
-                    for record in records:
-                        item = record_to_dict(record)
-                        item["received_at"] = utc_now_iso()
-                        self.store.add(item)
+                if not batch:
+                    continue
+                received_at = utc_now_iso()  # one poll, one arrival time
+                items = [record_to_dict(r) for records in batch.values() for r in records]
+                for item in items:
+                    item["received_at"] = received_at
+                self.store.extend(items)
         finally:
             consumer.close()

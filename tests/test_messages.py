@@ -57,3 +57,44 @@ def test_now_stamps_the_current_time():
     before = datetime.utcnow().replace(microsecond=0)
     message = Message.now("hi")
     assert before <= message.timestamp <= datetime.utcnow()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        SEED,
+        {**SEED, "key": "user-7"},
+        {**SEED, "timestamp": "2023-01-01T12:00:00.123456"},
+        {**SEED, "timestamp": "2023-01-01T12:00:00Z"},
+        {**SEED, "timestamp": "2023-01-01T12:00:00+02:00"},
+        {**SEED, "timestamp": "2023-01-01 12:00:00"},  # valid, not canonical
+        {**SEED, "timestamp": "2023-01-01T12:00:00.12"},
+        {**SEED, "timestamp": "2023-01-01T12:00:00.000000"},
+        {**SEED, "timestamp": "2023-01-01T12:00:00+00:00"},
+        {**SEED, "timestamp": "2023-01-01T12:00:00-00:00"},
+        {**SEED, "timestamp": "2023-01-01T12:00:00.500000Z"},
+        {**SEED, "timestamp": "2023-13-01T12:00:00"},  # month 13
+        {**SEED, "timestamp": "yesterday"},
+        {**SEED, "source": ""},
+        {**SEED, "message": 5},
+        {**SEED, "extra": 1},
+        {**SEED, "key": 3},
+        {"message": "only this"},
+        ["not", "an", "object"],
+    ],
+)
+def test_lenient_decode_fast_path_agrees_with_full_validation(body):
+    """decode_lenient skips full validation for records in encode()'s own form: for
+    every input it must answer exactly as the full validation would."""
+    import json
+
+    raw = json.dumps(body).encode()
+    try:
+        expected = Message.model_validate_json(raw).model_dump(mode="json")
+    except ValidationError:
+        expected = None
+    shown = decode_lenient(raw)
+    if expected is None:
+        assert "raw" in shown and "error" in shown
+    else:
+        assert shown == expected

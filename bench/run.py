@@ -1,0 +1,124 @@
+"""`make bench`: measure, print and write bench/results/latest.json.
+
+Every ratio divides two measurements taken in the same run, interleaved, so a
+noisy machine moves both sides together. `--quick` runs the same measurements
+small (a test checks it produces every key); timings are never asserted.
+
+    python -m bench.run [--quick] [--output PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+
+from bench import ingest, load, ready
+from queue_exp import brokers, kafka_client, procs, rabbit_client, teaching
+from queue_exp.config import get_settings
+
+RESULTS = Path(__file__).with_name("results") / "latest.json"
+CLIENTS = 32
+
+
+def api_send(namespace: str, seconds: float, rounds: int) -> dict:
+    """req/s of POST /kafka/send, /rabbitmq/send and a bare endpoint on one server."""
+    port = procs.free_port()
+    server = subprocess.Popen([sys.executable, "-m", "bench.server", str(port), namespace],
+                              start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        teaching.wait_for(lambda: procs.port_open("127.0.0.1", port), 30, 0.1)
+        for path in ("/kafka/send", "/rabbitmq/send"):  # open the producer and publisher
+            httpx.post(base + path, json=load.BODY, timeout=30).raise_for_status()
+        rps: dict[str, list[float]] = {"bare": [], "kafka": [], "rabbitmq": []}
+        for _ in range(rounds):
+            for name, path in (("bare", "/bench/bare"), ("kafka", "/kafka/send"),
+                               ("rabbitmq", "/rabbitmq/send")):
+                result = load.requests_per_second(base + path, CLIENTS, seconds)
+                if result["failed"]:
+                    raise RuntimeError(f"{result['failed']} requests to {path} failed")
+                rps[name].append(result["rps"])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+    bare, kafka, rabbit = (statistics.mean(rps[n]) for n in ("bare", "kafka", "rabbitmq"))
+    return {
+        "api_bare_rps": round(bare),
+        "api_kafka_send_rps": round(kafka),
+        "api_rabbitmq_send_rps": round(rabbit),
+        "api_kafka_send_vs_bare": round(kafka / bare, 3),
+        "api_rabbitmq_send_vs_bare": round(rabbit / bare, 3),
+        "load_clients": CLIENTS,
+    }
+
+
+def consumer_ingest(namespace: str, count: int, rounds: int) -> dict:
+    settings = replace(get_settings(), namespace=namespace)
+    timeout = 120.0
+    topic = settings.name("ingest")
+    ingest.fill_kafka(topic, count, settings)
+    kafka_raw, kafka_api = [], []
+    for _ in range(rounds):  # each read is a fresh group over the same records
+        kafka_raw.append(ingest.kafka_raw(topic, count, settings, timeout))
+        kafka_api.append(ingest.kafka_api(topic, count, settings, timeout))
+    kafka_client.delete_topics([topic], settings=settings)
+
+    rabbit_raw, rabbit_api = [], []
+    for i in range(rounds):  # a queue empties as it is read: fill a pair per round
+        raw_q, api_q = settings.name(f"ingest-raw-{i}"), settings.name(f"ingest-api-{i}")
+        ingest.fill_rabbit([raw_q, api_q], count, settings, timeout)
+        rabbit_raw.append(ingest.rabbit_raw(raw_q, count, settings, timeout))
+        rabbit_api.append(ingest.rabbit_api(api_q, count, settings, timeout))
+        rabbit_client.delete_queues([raw_q, api_q], settings=settings)
+
+    def mean(values: list[float]) -> float:
+        return statistics.mean(values)
+
+    return {
+        "kafka_consumer_raw_msgs_per_s": round(mean(kafka_raw)),
+        "kafka_consumer_api_msgs_per_s": round(mean(kafka_api)),
+        "kafka_consumer_ingest_vs_raw": round(mean(kafka_api) / mean(kafka_raw), 3),
+        "rabbitmq_consumer_raw_msgs_per_s": round(mean(rabbit_raw)),
+        "rabbitmq_consumer_api_msgs_per_s": round(mean(rabbit_api)),
+        "rabbitmq_consumer_ingest_vs_raw": round(mean(rabbit_api) / mean(rabbit_raw), 3),
+        "ingest_messages": count,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (seconds, not minutes)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    brokers.up()
+    namespace = teaching.fresh_namespace("bench")
+    began = time.monotonic()
+    results: dict = {}
+    try:
+        results.update(api_send(namespace, seconds=1.0 if args.quick else 8.0,
+                                rounds=1 if args.quick else 3))
+        results.update(consumer_ingest(namespace, count=2_000 if args.quick else 30_000,
+                                       rounds=1 if args.quick else 3))
+        results["brokers_ready_s"] = round(ready.brokers_ready_seconds(), 2)
+    finally:
+        teaching.remove_api_resources(replace(get_settings(), namespace=namespace))
+    results["quick"] = args.quick
+    results["bench_wall_s"] = round(time.monotonic() - began, 1)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
