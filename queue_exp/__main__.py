@@ -1,4 +1,4 @@
-"""Command line: `python -m queue_exp brokers up|down|status` and `python -m queue_exp serve`."""
+"""Command line: `python -m queue_exp brokers up|down|status`, `reset`, `serve`."""
 
 from __future__ import annotations
 
@@ -53,6 +53,25 @@ def brokers_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def reset_command(args: argparse.Namespace) -> int:
+    from queue_exp import namespaces
+    from queue_exp.config import get_settings
+
+    namespace = args.namespace or get_settings().namespace
+    if not namespace:
+        print("error: name the namespace to reset: --namespace NAME (or set "
+              "QUEUE_EXP_NAMESPACE); without one, reset would not know what is yours",
+              file=sys.stderr)
+        return 2
+    found = namespaces.reset(namespace, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"namespace {namespace}: {verb} {namespaces.summary(found)}")
+    for kind, names in found.items():
+        for name in names:
+            print(f"  {kind[:-1]:9} {name}")
+    return 0
+
+
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -68,17 +87,21 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each")
     b.add_argument("--json", action="store_true", help="print the state entries as JSON")
     b.set_defaults(func=brokers_command)
+    r = sub.add_parser("reset", help="delete every topic, group, queue and exchange of a namespace")
+    r.add_argument("--namespace", help="default: QUEUE_EXP_NAMESPACE")
+    r.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    r.set_defaults(func=reset_command)
     s = sub.add_parser("serve", help="run the API (uvicorn)")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=serve_command)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for chatty in ("kafka", "pika"):  # their INFO lines narrate every connection
+    for chatty in ("kafka", "pika", "httpx"):  # their INFO lines narrate every connection
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except LauncherError as exc:
+    except (LauncherError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -40,6 +41,22 @@ def read_state() -> dict:
         return json.loads(state_path().read_text())
     except (OSError, ValueError):
         return {}
+
+
+NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_namespace(namespace: str) -> str:
+    """``namespace`` if it is a valid one, else ``ValueError`` saying what is allowed.
+
+    No dots: then ``alice.`` is never the beginning of another student's names,
+    and deleting everything that starts with it is safe."""
+    if not NAMESPACE.fullmatch(namespace):
+        raise ValueError(
+            f"namespace {namespace!r} is not allowed: use 1-64 letters, digits, - or _ "
+            "(QUEUE_EXP_NAMESPACE=alice, not alice.smith)"
+        )
+    return namespace
 
 
 def _int_env(name: str, default: int) -> int:
@@ -97,6 +114,11 @@ class Settings:
         return redact_url(self.rabbitmq_url)
 
 
+def _namespace_env() -> str:
+    namespace = os.environ.get("QUEUE_EXP_NAMESPACE", "").strip()
+    return check_namespace(namespace) if namespace else ""
+
+
 def get_settings() -> Settings:
     state = read_state()
     kafka_state = state.get("kafka") or {}
@@ -117,7 +139,7 @@ def get_settings() -> Settings:
         kafka_bootstrap_servers=kafka,
         rabbitmq_url=rabbit,
         rabbitmq_management_url=management,
-        namespace=os.environ.get("QUEUE_EXP_NAMESPACE", "").strip(),
+        namespace=_namespace_env(),
         home=home_dir(),
         max_stored_messages=_int_env("QUEUE_EXP_MAX_STORED_MESSAGES", 1000),
         broker_timeout_s=float(_int_env("QUEUE_EXP_BROKER_TIMEOUT_MS", 4000)) / 1000,

@@ -80,6 +80,10 @@ class Management:
         """Everything the API knows about one queue, or ``None`` if there is no such queue."""
         return self._get(f"/queues/{quote(self.vhost, safe='')}/{quote(name, safe='')}")
 
+    def list(self, kind: str) -> list[dict[str, Any]]:
+        """All ``queues``, ``exchanges`` (or another collection) of this vhost."""
+        return self._get(f"/{kind}/{quote(self.vhost, safe='')}", columns="name") or []
+
     def overview(self) -> dict[str, Any]:
         return self._get("/overview")
 
