@@ -56,6 +56,8 @@ def _locked() -> Iterator[dict]:
             yield state
         finally:  # also when one broker failed: keep what the other one's start recorded
             tmp = state_path().with_suffix(".tmp")
+            # owner-only: in classroom mode the broker URL carries the shared password
+            tmp.touch(mode=0o600)
             tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
             os.replace(tmp, state_path())
 

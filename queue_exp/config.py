@@ -146,3 +146,40 @@ def get_settings() -> Settings:
         max_body_bytes=_int_env("QUEUE_EXP_MAX_BODY_BYTES", 1024 * 1024),
         max_pending_publishes=_int_env("QUEUE_EXP_MAX_PENDING_PUBLISHES", 10_000),
     )
+
+
+@dataclass(frozen=True)
+class SharedMode:
+    """How the launcher exposes its brokers to a classroom (an explicit opt-in).
+
+    Only AMQP, the management UI and Kafka's client listener leave loopback;
+    Erlang distribution, epmd and Kafka's controller stay on 127.0.0.1."""
+
+    bind: str  # address to listen on, e.g. 0.0.0.0
+    advertise: str  # host name or address students connect to
+    user: str
+    password: str
+
+
+def shared_mode() -> SharedMode | None:
+    """The classroom opt-in from ``QUEUE_EXP_BIND_ADDRESS`` and friends, or ``None``
+    (the default: every port on 127.0.0.1 only). Raises ``ValueError`` when the
+    opt-in is incomplete or would expose the guest user."""
+    bind = os.environ.get("QUEUE_EXP_BIND_ADDRESS", "").strip()
+    if not bind or bind in ("127.0.0.1", "localhost"):
+        return None
+    advertise = os.environ.get("QUEUE_EXP_ADVERTISED_HOST", "").strip()
+    user = os.environ.get("QUEUE_EXP_RABBITMQ_USER", "").strip()
+    password = os.environ.get("QUEUE_EXP_RABBITMQ_PASSWORD", "")
+    missing = [name for name, value in (("QUEUE_EXP_ADVERTISED_HOST", advertise),
+                                        ("QUEUE_EXP_RABBITMQ_USER", user),
+                                        ("QUEUE_EXP_RABBITMQ_PASSWORD", password)) if not value]
+    if missing:
+        raise ValueError(
+            f"QUEUE_EXP_BIND_ADDRESS={bind} shares the brokers beyond this machine; it also "
+            f"needs {', '.join(missing)} (students connect to the advertised host with that "
+            "user; guest only ever works on loopback)")
+    if user == "guest" or len(password) < 12:
+        raise ValueError("a shared broker needs its own user (not guest) and a password of "
+                         "at least 12 characters")
+    return SharedMode(bind, advertise, user, password)

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from queue_exp import procs
-from queue_exp.config import get_settings
+from queue_exp.config import get_settings, shared_mode
 from queue_exp.errors import LauncherError
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,8 @@ SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://{bind}:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://{advertise}:{port}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -161,8 +161,11 @@ def start(home: Path, previous: dict, timeout_s: float) -> dict:
         for name in ("broker", "controller")
     }
     props = base / "server.properties"
+    shared = shared_mode()  # the classroom opt-in; by default loopback only
+    bind, advertise = (shared.bind, shared.advertise) if shared else ("127.0.0.1", "127.0.0.1")
     props.write_text(SERVER_PROPERTIES.format(
-        port=ports["broker"], controller_port=ports["controller"], data_dir=data_dir
+        port=ports["broker"], controller_port=ports["controller"], data_dir=data_dir,
+        bind=bind, advertise=advertise,
     ))
     log4j = base / "log4j2.properties"
     log4j.write_text(LOG4J2_PROPERTIES)
@@ -184,7 +187,7 @@ def start(home: Path, previous: dict, timeout_s: float) -> dict:
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=base, start_new_session=True,
         )
-    address = f"127.0.0.1:{ports['broker']}"
+    address = f"{advertise}:{ports['broker']}"
     entry = {
         "managed": True, "bootstrap_servers": address, "pid": proc.pid, "ports": ports,
         "version": version, "log": str(log_path), "data_dir": str(data_dir),

@@ -13,9 +13,10 @@ import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 from queue_exp import procs
-from queue_exp.config import get_settings
+from queue_exp.config import get_settings, shared_mode
 from queue_exp.errors import LauncherError
 
 BIN = Path(os.environ.get("QUEUE_EXP_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
@@ -26,8 +27,8 @@ PORT_NAMES = ("amqp", "management", "dist", "epmd")
 RABBITMQ_CONF = """\
 # Written by queue_exp's launcher. `127.0.0.1:PORT`, not just PORT: a bare port
 # binds every interface.
-listeners.tcp.default = 127.0.0.1:{amqp}
-management.tcp.ip = 127.0.0.1
+{listeners}
+management.tcp.ip = {bind}
 management.tcp.port = {management}
 # the default guest/guest user may only connect from loopback (RabbitMQ's default)
 loopback_users.guest = true
@@ -83,12 +84,13 @@ def _script(name: str) -> str:
     return str(path)
 
 
-def ctl(entry: dict, *args: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess:
+def ctl(entry: dict, *args: str, timeout_s: float = 30.0,
+        stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run ``rabbitmqctl`` against the embedded node."""
     home = Path(entry["home"])
     return subprocess.run(
         [_script("rabbitmqctl"), *args], env=cli_env(home, entry["ports"]),
-        capture_output=True, text=True, timeout=timeout_s,
+        capture_output=True, text=True, timeout=timeout_s, input=stdin,
     )
 
 
@@ -109,7 +111,10 @@ def start(home: Path, previous: dict, timeout_s: float) -> dict:
         else procs.free_port()
         for name in PORT_NAMES
     }
-    (base / "rabbitmq.conf").write_text(RABBITMQ_CONF.format(**ports))
+    shared = shared_mode()  # the classroom opt-in; by default loopback only
+    bind = shared.bind if shared else "127.0.0.1"
+    (base / "rabbitmq.conf").write_text(RABBITMQ_CONF.format(
+        listeners=_listeners(bind, ports["amqp"]), bind=bind, **ports))
     (base / "rabbitmq-env.conf").touch()  # keep /etc/rabbitmq/rabbitmq-env.conf out
     env = cli_env(home, ports)
     if not (base / "enabled_plugins").exists():
@@ -127,9 +132,10 @@ def start(home: Path, previous: dict, timeout_s: float) -> dict:
             cwd=base, start_new_session=True,
         )
     url = f"amqp://guest:guest@127.0.0.1:{ports['amqp']}/%2F"
+    management_host = "127.0.0.1" if bind in ("127.0.0.1", "0.0.0.0") else bind
     entry = {
         "managed": True, "url": url, "pid": proc.pid, "ports": ports, "home": str(home),
-        "management_url": f"http://127.0.0.1:{ports['management']}",
+        "management_url": f"http://{management_host}:{ports['management']}",
         "node": NODE, "log": str(log_path), "data_dir": str(base / "data"),
     }
     probe = replace(get_settings(), rabbitmq_url=url, broker_timeout_s=2.0)
@@ -139,7 +145,34 @@ def start(home: Path, previous: dict, timeout_s: float) -> dict:
         and rabbit_client.ping(probe)["reachable"],
         timeout_s, [log_path, base / "server.out"], lambda: stop(entry, 15),
     )
+    if shared:
+        _add_shared_user(entry, shared)
+        entry["url"] = (f"amqp://{quote(shared.user, safe='')}:{quote(shared.password, safe='')}"
+                        f"@{shared.advertise}:{ports['amqp']}/%2F")
+        entry["management_url"] = f"http://{shared.advertise}:{ports['management']}"
     return entry
+
+
+def _listeners(bind: str, port: int) -> str:
+    if bind == "127.0.0.1":
+        return f"listeners.tcp.default = 127.0.0.1:{port}"
+    if bind == "0.0.0.0":
+        return f"listeners.tcp.default = 0.0.0.0:{port}"
+    # a specific address, plus loopback for the launcher's own checks and rabbitmqctl
+    return f"listeners.tcp.1 = 127.0.0.1:{port}\nlisteners.tcp.2 = {bind}:{port}"
+
+
+def _add_shared_user(entry: dict, shared) -> None:
+    """The classroom's user (administrator, for the management UI too); the password
+    goes in on stdin, never on a command line other users could see."""
+    exists = shared.user in ctl(entry, "list_users", "--quiet").stdout.split()
+    command = ("change_password" if exists else "add_user", shared.user)
+    for args, stdin in ((command, shared.password + "\n"),
+                        (("set_permissions", "-p", "/", shared.user, ".*", ".*", ".*"), None),
+                        (("set_user_tags", shared.user, "administrator"), None)):
+        result = ctl(entry, *args, stdin=stdin)
+        if result.returncode != 0:
+            raise LauncherError(f"rabbitmqctl {args[0]} failed: {result.stderr.strip()}")
 
 
 def stop(entry: dict, timeout_s: float = 30.0) -> bool:

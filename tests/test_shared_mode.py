@@ -1,0 +1,79 @@
+"""Classroom mode: only an explicit opt-in shares the brokers beyond loopback, and
+then only with a user of its own. Tested on a private broker pair, connecting
+over loopback (the machine's other addresses are not ours to send to)."""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+import pika
+import pytest
+
+from queue_exp import procs
+from queue_exp.config import get_settings
+from tests.test_brokers import LOOPBACK, listening_addresses
+
+pytestmark = pytest.mark.slow
+ANY = {"00000000", "00000000000000000000000000000000"}  # 0.0.0.0, ::
+
+
+def launcher(env, *args, timeout=180):
+    return subprocess.run([sys.executable, "-m", "queue_exp", "brokers", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def private_env(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "RABBITMQ_URL")}
+    env["QUEUE_EXP_HOME"] = str(tmp_path)
+    libs = next((get_settings().home / "kafka").glob("libs-*"), None)
+    if libs is not None:
+        (tmp_path / "kafka").mkdir()
+        (tmp_path / "kafka" / libs.name).symlink_to(libs)
+    if procs.port_open("localhost", 9092) or procs.port_open("localhost", 5672):
+        pytest.skip("a broker runs on a default port; this test needs them free")
+    return env
+
+
+def test_opt_in_without_its_own_user_is_refused(private_env):
+    env = {**private_env, "QUEUE_EXP_BIND_ADDRESS": "0.0.0.0"}
+    run = launcher(env, "up", timeout=60)
+    assert run.returncode == 1
+    assert "QUEUE_EXP_RABBITMQ_USER" in run.stderr and "QUEUE_EXP_ADVERTISED_HOST" in run.stderr
+    env.update(QUEUE_EXP_ADVERTISED_HOST="127.0.0.1", QUEUE_EXP_RABBITMQ_USER="guest",
+               QUEUE_EXP_RABBITMQ_PASSWORD="guest")
+    run = launcher(env, "up", timeout=60)
+    assert run.returncode == 1 and "not guest" in run.stderr
+
+
+def test_shared_brokers_listen_for_the_class_with_their_own_user(private_env, tmp_path):
+    password = secrets.token_urlsafe(16)
+    env = {**private_env, "QUEUE_EXP_BIND_ADDRESS": "0.0.0.0",
+           "QUEUE_EXP_ADVERTISED_HOST": "127.0.0.1", "QUEUE_EXP_RABBITMQ_USER": "teacher",
+           "QUEUE_EXP_RABBITMQ_PASSWORD": password}
+    up = launcher(env, "up")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert password not in up.stdout + up.stderr
+        state = json.loads((tmp_path / "state.json").read_text())
+        assert oct((tmp_path / "state.json").stat().st_mode & 0o777) == "0o600"
+        kafka, rabbit = state["kafka"], state["rabbitmq"]
+        shared = {kafka["ports"]["broker"], rabbit["ports"]["amqp"],
+                  rabbit["ports"]["management"]}
+        private = {kafka["ports"]["controller"], rabbit["ports"]["dist"],
+                   rabbit["ports"]["epmd"]}
+        found = listening_addresses(shared | private)
+        assert {a for a, p in found if p in shared} <= ANY, found  # the class can connect
+        assert {a for a, p in found if p in private} <= LOOPBACK, found  # internals stay
+        # students connect with the class user; the URL in the state file says how
+        assert rabbit["url"].startswith("amqp://teacher:")
+        connection = pika.BlockingConnection(pika.URLParameters(rabbit["url"]))
+        assert connection.is_open
+        connection.close()
+        assert kafka["bootstrap_servers"] == f"127.0.0.1:{kafka['ports']['broker']}"
+    finally:
+        down = launcher(env, "down", timeout=120)
+    assert down.returncode == 0, down.stderr
