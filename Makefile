@@ -13,7 +13,7 @@ LAB_BROWSER := $(if $(DISPLAY)$(WAYLAND_DISPLAY),,--no-browser)
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps lab test brokers brokers-down brokers-status serve bench lint notebooks clean
+.PHONY: help setup system-deps lab test brokers brokers-down brokers-status serve bench html lint notebooks clean
 
 help:
 	@echo "make lab            set up, start the brokers if needed, open JupyterLab on notebooks/"
@@ -22,6 +22,7 @@ help:
 	@echo "make brokers-down   stop the brokers the launcher started"
 	@echo "make serve          run the API on http://127.0.0.1:8000"
 	@echo "make bench          benchmarks -> bench/results/latest.json (QUICK=1: small sizes)"
+	@echo "make html           the executed notebooks as static HTML handouts in build/html"
 	@echo "make notebooks      re-execute every notebook in place (after editing one)"
 	@echo "make lint           ruff"
 
@@ -57,6 +58,9 @@ serve: brokers
 
 bench: brokers
 	$(PY) -m bench.run $(if $(QUICK),--quick)
+
+html: $(STAMP)
+	$(PY) scripts/handouts.py build/html
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
