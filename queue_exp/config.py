@@ -132,7 +132,9 @@ def get_settings() -> Settings:
     if os.environ.get("RABBITMQ_MANAGEMENT_URL"):
         management = os.environ["RABBITMQ_MANAGEMENT_URL"]
     elif os.environ.get("RABBITMQ_URL"):
-        management = None  # an explicit broker: we do not know where its UI is
+        # an explicit broker (Docker, a teacher's server): its UI on the usual port
+        host = urlsplit(rabbit).hostname or "localhost"
+        management = f"http://{host}:15672"
     else:
         management = rabbit_state.get("management_url") or "http://localhost:15672"
     return Settings(

@@ -153,16 +153,12 @@ def start(home: Path, previous: dict, timeout_s: float) -> dict:
     libs, version = ensure_jars(home)
     base = home / "kafka"
     data_dir = base / "data"
-    old_ports = previous.get("ports") or {}
-    ports = {
-        name: old_ports[name]
-        if old_ports.get(name) and procs.port_is_free(old_ports[name])
-        else procs.free_port()
-        for name in ("broker", "controller")
-    }
-    props = base / "server.properties"
     shared = shared_mode()  # the classroom opt-in; by default loopback only
     bind, advertise = (shared.bind, shared.advertise) if shared else ("127.0.0.1", "127.0.0.1")
+    # a shared broker takes Kafka's usual port if it can: simpler for the students
+    ports = procs.choose_ports(("broker", "controller"), previous.get("ports"),
+                               {"broker": 9092} if shared else None, bind)
+    props = base / "server.properties"
     props.write_text(SERVER_PROPERTIES.format(
         port=ports["broker"], controller_port=ports["controller"], data_dir=data_dir,
         bind=bind, advertise=advertise,

@@ -104,15 +104,11 @@ def start(home: Path, previous: dict, timeout_s: float) -> dict:
     base = base_dir(home)
     for sub in ("home", "data", "log"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    old_ports = previous.get("ports") or {}
-    ports = {
-        name: old_ports[name]
-        if old_ports.get(name) and procs.port_is_free(old_ports[name])
-        else procs.free_port()
-        for name in PORT_NAMES
-    }
     shared = shared_mode()  # the classroom opt-in; by default loopback only
     bind = shared.bind if shared else "127.0.0.1"
+    # a shared broker takes RabbitMQ's usual ports if it can: simpler for the students
+    ports = procs.choose_ports(PORT_NAMES, previous.get("ports"),
+                               {"amqp": 5672, "management": 15672} if shared else None, bind)
     (base / "rabbitmq.conf").write_text(RABBITMQ_CONF.format(
         listeners=_listeners(bind, ports["amqp"]), bind=bind, **ports))
     (base / "rabbitmq-env.conf").touch()  # keep /etc/rabbitmq/rabbitmq-env.conf out

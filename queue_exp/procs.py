@@ -30,6 +30,23 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+def choose_ports(
+    names: tuple[str, ...], previous: dict, preferred: dict | None = None,
+    host: str = "127.0.0.1",
+) -> dict[str, int]:
+    """A port per name: the preferred one, else last run's (so clients that
+    remember an address still find the broker after a restart), else a free one."""
+    chosen: dict[str, int] = {}
+    for name in names:
+        candidates = [(preferred or {}).get(name), (previous or {}).get(name)]
+        chosen[name] = next(
+            (port for port in candidates
+             if port and port not in chosen.values() and port_is_free(port, host)),
+            None,
+        ) or free_port()
+    return chosen
+
+
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     """Does something accept TCP connections on host:port?"""
     try:

@@ -48,7 +48,8 @@ def test_explicit_env_vars_beat_the_state_file(home, monkeypatch):
     settings = get_settings()
     assert settings.kafka_bootstrap_servers == "broker.example:9092"
     assert settings.rabbitmq_url == "amqp://u:p@rabbit.example:5672/%2F"
-    assert settings.rabbitmq_management_url is None  # unknown for an explicit broker
+    # an explicit broker: its management UI is assumed on the usual port of that host
+    assert settings.rabbitmq_management_url == "http://rabbit.example:15672"
 
 
 def test_unreadable_state_file_falls_back_to_defaults(home):

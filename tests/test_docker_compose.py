@@ -2,6 +2,7 @@
 healthchecks, loopback-only ports, and Kafka settings in step with the embedded broker."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,11 +24,16 @@ def compose_binary() -> str:
     return found
 
 
+def default_env() -> dict:
+    """The environment without the classroom opt-in variables."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("QUEUE_EXP_")}
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict:
     result = subprocess.run(
         [compose_binary(), "-f", str(COMPOSE_FILE), "config", "--format", "json"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=default_env(),
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -35,7 +41,7 @@ def compose() -> dict:
 
 def test_compose_file_is_valid():
     result = subprocess.run([compose_binary(), "-f", str(COMPOSE_FILE), "config", "-q"],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, env=default_env())
     assert result.returncode == 0, result.stderr
 
 
@@ -76,3 +82,18 @@ def test_kafka_teaching_settings_match_the_embedded_broker(compose):
             continue
         env_name = "KAFKA_" + key.upper().replace(".", "_")
         assert str(env.get(env_name)) == value, f"{env_name} should be {value}"
+
+
+def test_classroom_variables_open_the_ports_and_set_the_user():
+    env = {"QUEUE_EXP_BIND_ADDRESS": "0.0.0.0", "QUEUE_EXP_ADVERTISED_HOST": "class.example.org",
+           "QUEUE_EXP_RABBITMQ_USER": "class", "QUEUE_EXP_RABBITMQ_PASSWORD": "a long secret"}
+    result = subprocess.run(
+        [compose_binary(), "-f", str(COMPOSE_FILE), "config", "--format", "json"],
+        capture_output=True, text=True, timeout=60, env={**default_env(), **env},
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {p["host_ip"] for s in services.values() for p in s["ports"]} == {"0.0.0.0"}
+    kafka_env = services["kafka"]["environment"]
+    assert kafka_env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://class.example.org:9092"
+    assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_USER"] == "class"

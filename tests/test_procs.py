@@ -47,3 +47,21 @@ def test_pid_alive_checks_the_command_line_marker():
 def test_free_port_is_free_and_port_open_sees_a_listener():
     port = procs.free_port()
     assert procs.port_is_free(port) and not procs.port_open("127.0.0.1", port)
+
+
+def test_choose_ports_prefers_the_usual_then_last_runs_then_any_free():
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    busy = taken.getsockname()[1]
+    free = procs.free_port()
+    try:
+        chosen = procs.choose_ports(("a", "b", "c"), previous={"a": busy, "b": free},
+                                    preferred={"c": busy})
+    finally:
+        taken.close()
+    assert chosen["b"] == free  # last run's port, still free
+    assert chosen["a"] != busy and chosen["c"] != busy  # busy ones are skipped
+    assert len(set(chosen.values())) == 3
