@@ -74,6 +74,35 @@ def test_shared_brokers_listen_for_the_class_with_their_own_user(private_env, tm
         assert connection.is_open
         connection.close()
         assert kafka["bootstrap_servers"] == f"127.0.0.1:{kafka['ports']['broker']}"
+        # a student: two addresses and a namespace, nothing else (not even a state file)
+        student = {k: v for k, v in os.environ.items() if not k.startswith("QUEUE_EXP_")}
+        student.update(KAFKA_BOOTSTRAP_SERVERS=kafka["bootstrap_servers"],
+                       RABBITMQ_URL=rabbit["url"], QUEUE_EXP_NAMESPACE="alice",
+                       QUEUE_EXP_HOME=str(tmp_path / "student-home"))
+        run = subprocess.run([sys.executable, "-c", STUDENT], env=student, capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.split() == ["alice.queue_exp.messages", "kafka:hi", "rabbitmq:hi",
+                                      "management:ok"], run.stdout
     finally:
         down = launcher(env, "down", timeout=120)
     assert down.returncode == 0, down.stderr
+
+
+STUDENT = """
+from queue_exp import teaching
+from queue_exp.rabbit_management import Management
+from queue_exp.server import start_api
+api = start_api()
+print(api.settings.kafka_topic)
+body = {"message": "hi", "timestamp": "2023-01-01T12:00:00", "source": "alice"}
+for broker in ("kafka", "rabbitmq"):
+    api.post(f"/{broker}/consume").raise_for_status()
+    api.post(f"/{broker}/send", json=body).raise_for_status()
+    print(f"{broker}:" + teaching.wait_for_messages(api, broker, 1, timeout_s=20)[0]["message"])
+with Management() as management:
+    print("management:" + ("ok" if management.overview() else "no"))
+settings = api.settings
+api.stop()
+teaching.remove_api_resources(settings)
+"""
