@@ -68,13 +68,7 @@ def kafka_api(topic: str, count: int, settings: Settings, timeout_s: float) -> f
     store = TimedStore(count)
     worker = kafka_client.BackgroundConsumer(
         topic, f"bench-api-{uuid.uuid4().hex[:8]}", store, settings)
-    began = time.perf_counter()
-    worker.start()
-    try:
-        store.complete.wait(timeout_s)
-    finally:
-        worker.stop()
-    return _rate(count, began, store.last)
+    return _run_api_consumer(worker, store, timeout_s)
 
 
 def fill_rabbit(queues: list[str], count: int, settings: Settings, timeout_s: float) -> None:
@@ -125,10 +119,14 @@ def rabbit_raw(queue: str, count: int, settings: Settings, timeout_s: float) -> 
 def rabbit_api(queue: str, count: int, settings: Settings, timeout_s: float) -> float:
     store = TimedStore(count)
     worker = rabbit_client.BackgroundConsumer(queue, store, settings)
+    return _run_api_consumer(worker, store, timeout_s)
+
+
+def _run_api_consumer(worker, store: TimedStore, timeout_s: float) -> float:
     began = time.perf_counter()
     worker.start()
     try:
         store.complete.wait(timeout_s)
     finally:
         worker.stop()
-    return _rate(count, began, store.last)
+    return _rate(store.expected, began, store.last)

@@ -181,6 +181,16 @@ def _down(state: dict, names: list[str], timeout_s: float) -> dict[str, bool]:
     return stopped
 
 
+def private_env(home: Path) -> dict[str, str]:
+    """Environment for a launcher in its own home (a test's or a benchmark's): it
+    starts brokers of its own, ignoring the configured ones, and reuses the jars
+    already downloaded here."""
+    embedded_kafka.share_jars(Path(home))
+    env = {k: v for k, v in os.environ.items() if k not in ENV_VAR.values()}
+    env["QUEUE_EXP_HOME"] = str(home)
+    return env
+
+
 def status() -> dict[str, dict[str, Any]]:
     """Each broker: address, whether it answers, and (if embedded) pid, memory, log."""
     settings = get_settings()

@@ -97,6 +97,19 @@ def ensure_jars(home: Path) -> tuple[Path, str]:
     return libs, version
 
 
+def share_jars(home: Path, source: Path | None = None) -> None:
+    """Let another launcher home (a test's or a benchmark's private one) use the jars
+    already downloaded into ``source`` (default: this checkout's home) instead of
+    fetching them again."""
+    from queue_exp.config import home_dir
+
+    for libs in ((source or home_dir()) / "kafka").glob("libs-*"):
+        (home / "kafka").mkdir(parents=True, exist_ok=True)
+        target = home / "kafka" / libs.name
+        if not target.exists():
+            target.symlink_to(libs.resolve())
+
+
 SERVER_PROPERTIES = """\
 # Written by queue_exp's launcher: one KRaft node that is both broker and controller.
 process.roles=broker,controller

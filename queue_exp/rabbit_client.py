@@ -151,22 +151,20 @@ def publish(
 
 def delete_queues(names: list[str], settings: Settings | None = None) -> None:
     """Delete queues (and the messages in them); unknown names are ignored."""
-    connection = connect(settings)
-    try:
-        channel = connection.channel()
-        for name in names:
-            channel.queue_delete(queue=name)
-    finally:
-        connection.close()
+    _delete("queue_delete", names, settings)
 
 
 def delete_exchanges(names: list[str], settings: Settings | None = None) -> None:
     """Delete exchanges (and their bindings); unknown names are ignored."""
+    _delete("exchange_delete", names, settings)
+
+
+def _delete(method: str, names: list[str], settings: Settings | None) -> None:
     connection = connect(settings)
     try:
         channel = connection.channel()
         for name in names:
-            channel.exchange_delete(exchange=name)
+            getattr(channel, method)(name)
     finally:
         connection.close()
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
 
-from queue_exp import procs, teaching
+from queue_exp import brokers, procs, teaching
 from queue_exp.api import create_app
 from queue_exp.config import Settings, get_settings
 
@@ -47,20 +48,10 @@ def private_brokers(tmp_path_factory):
     """A second pair of embedded brokers in a private home, for tests that stop and
     restart brokers without disturbing the session's. Yields nothing; while it is
     active QUEUE_EXP_HOME points at the private home."""
-    import os
-
-    from queue_exp import brokers
-
     home = tmp_path_factory.mktemp("private-home")
-    session_libs = next((get_settings().home / "kafka").glob("libs-*"), None)
-    if session_libs is not None:  # reuse the downloaded jars
-        (home / "kafka").mkdir()
-        (home / "kafka" / session_libs.name).symlink_to(session_libs)
-    saved = {k: os.environ.get(k) for k in ("QUEUE_EXP_HOME", "KAFKA_BOOTSTRAP_SERVERS",
-                                             "RABBITMQ_URL")}
-    os.environ["QUEUE_EXP_HOME"] = str(home)
-    os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    os.environ.pop("RABBITMQ_URL", None)
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(brokers.private_env(home))
     try:
         if procs.port_open("localhost", 9092) or procs.port_open("localhost", 5672):
             pytest.skip("a broker runs on a default port; private brokers would reuse it")
@@ -71,8 +62,5 @@ def private_brokers(tmp_path_factory):
         try:
             brokers.down()
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            os.environ.clear()
+            os.environ.update(saved)

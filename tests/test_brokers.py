@@ -1,7 +1,6 @@
 """The launcher: the brokers this session uses, and a full up/down cycle in a private home."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from queue_exp import brokers, procs
-from queue_exp.config import get_settings, read_state
+from queue_exp.config import read_state
 from queue_exp.errors import LauncherError
 
 
@@ -63,14 +62,7 @@ def test_explicit_env_var_to_a_dead_address_is_a_clear_error(monkeypatch):
 @pytest.mark.slow
 def test_full_cycle_in_a_private_home_leaves_nothing_behind(tmp_path):
     """`brokers up` from nothing, then `brokers down`: no process, no port (incl. epmd)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "RABBITMQ_URL")}
-    env["QUEUE_EXP_HOME"] = str(tmp_path)
-    # reuse the session's downloaded jars instead of fetching them again
-    session_libs = next((get_settings().home / "kafka").glob("libs-*"), None)
-    if session_libs is not None:
-        (tmp_path / "kafka").mkdir()
-        (tmp_path / "kafka" / session_libs.name).symlink_to(session_libs)
+    env = brokers.private_env(tmp_path)
     # the Docker default addresses must not be taken for "already running" here
     cli = [sys.executable, "-m", "queue_exp", "brokers"]
     if procs.port_open("localhost", 9092) or procs.port_open("localhost", 5672):

@@ -11,8 +11,7 @@ import sys
 import pika
 import pytest
 
-from queue_exp import procs
-from queue_exp.config import get_settings
+from queue_exp import brokers, procs
 from tests.test_brokers import LOOPBACK, listening_addresses
 
 pytestmark = pytest.mark.slow
@@ -26,13 +25,7 @@ def launcher(env, *args, timeout=180):
 
 @pytest.fixture
 def private_env(tmp_path):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "RABBITMQ_URL")}
-    env["QUEUE_EXP_HOME"] = str(tmp_path)
-    libs = next((get_settings().home / "kafka").glob("libs-*"), None)
-    if libs is not None:
-        (tmp_path / "kafka").mkdir()
-        (tmp_path / "kafka" / libs.name).symlink_to(libs)
+    env = brokers.private_env(tmp_path)
     if procs.port_open("localhost", 9092) or procs.port_open("localhost", 5672):
         pytest.skip("a broker runs on a default port; this test needs them free")
     return env
