@@ -5,12 +5,12 @@ delivery allows them)."""
 
 import asyncio
 import collections
-import time
+import json
 from dataclasses import replace
 
-import httpx
 import pytest
 
+from bench.load import drive
 from queue_exp import teaching
 from queue_exp.api import create_app
 from queue_exp.server import start_api
@@ -19,32 +19,10 @@ from tests.conftest import SEED_BODY
 pytestmark = pytest.mark.slow
 CLIENTS = 32
 SEND_FOR_S = 8.0
-MAX_PER_CLIENT = 2000
 
 
-async def load(base_url: str, broker: str) -> tuple[set[str], int]:
-    """Every client sends until the time is up; returns the acknowledged ids and
-    how many sends were not acknowledged."""
-    acked: set[str] = set()
-    failed = 0
-    deadline = time.monotonic() + SEND_FOR_S
-    limits = httpx.Limits(max_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as http:
-
-        async def client(n: int) -> None:
-            nonlocal failed
-            for i in range(MAX_PER_CLIENT):
-                if time.monotonic() > deadline:
-                    return
-                text = f"c{n}-{i}"
-                reply = await http.post(f"/{broker}/send", json={**SEED_BODY, "message": text})
-                if reply.is_success:
-                    acked.add(text)
-                else:
-                    failed += 1
-
-        await asyncio.gather(*(client(n) for n in range(CLIENTS)))
-    return acked, failed
+def body(client: int, request: int) -> bytes:
+    return json.dumps({**SEED_BODY, "message": f"c{client}-{request}"}).encode()
 
 
 @pytest.mark.parametrize("broker", ["kafka", "rabbitmq"])
@@ -53,9 +31,9 @@ def test_every_acknowledged_message_arrives(settings, broker):
     api = start_api(app=create_app(big))
     try:
         assert api.post(f"/{broker}/consume").json()["status"] == "started"
-        began = time.monotonic()
-        acked, failed = asyncio.run(load(api.base_url, broker))
-        elapsed = time.monotonic() - began
+        acked_pairs, failed, elapsed = asyncio.run(
+            drive(api.url(f"/{broker}/send"), CLIENTS, SEND_FOR_S, body))
+        acked = {f"c{c}-{i}" for c, i in acked_pairs}
         assert len(acked) > 1000, f"only {len(acked)} sends were acknowledged"
 
         def all_arrived():
