@@ -183,6 +183,13 @@ class KafkaGroup(_Workers):
 
         try:
             teaching.wait_for(settled, timeout_s=timeout_s, interval_s=0.05)
+        except TimeoutError:
+            seen = {name: m.partitions for name, m in self.members.items()}
+            self.close()
+            raise TimeoutError(
+                f"group {self.group_id!r} did not settle within {timeout_s} s; "
+                f"partitions per member (None: still rebalancing): {seen}"
+            ) from None
         except BaseException:
             self.close()
             raise
@@ -202,6 +209,11 @@ class KafkaGroup(_Workers):
                 settings=self.settings,
             )
             consumer.subscribe([self.topic], listener=self.members[name])
+            # Know the topic's partitions before the first join. Otherwise a
+            # leader may assign from empty metadata and rejoin when it arrives,
+            # and kafka-python 3.0 can drop that rejoin if poll()'s timeout ends
+            # mid-join: the member then never gets its partitions.
+            consumer.partitions_for_topic(self.topic)
             while not self._stop.is_set():
                 # the poll timeout bounds how long close() waits for this thread
                 batch = consumer.poll(timeout_ms=100, max_records=50)
