@@ -80,6 +80,12 @@ class Management:
         """Everything the API knows about one queue, or ``None`` if there is no such queue."""
         return self._get(f"/queues/{quote(self.vhost, safe='')}/{quote(name, safe='')}")
 
+    def queue_bindings(self, name: str) -> list[dict[str, Any]]:
+        """The bindings of one queue (``source``: the exchange, ``""`` for the default
+        one; ``routing_key``: the binding key); empty if there is no such queue."""
+        vhost, queue = quote(self.vhost, safe=""), quote(name, safe="")
+        return self._get(f"/queues/{vhost}/{queue}/bindings") or []
+
     def list(self, kind: str) -> list[dict[str, Any]]:
         """All ``queues``, ``exchanges`` (or another collection) of this vhost."""
         return self._get(f"/{kind}/{quote(self.vhost, safe='')}", columns="name") or []
