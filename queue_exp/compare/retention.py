@@ -81,8 +81,11 @@ def stream_consumer_rules(run: Run, stream: str) -> list[dict[str, Any]]:
             channel = connection.channel()
             if prefetch:
                 channel.basic_qos(prefetch_count=prefetch)
+            # offset "next": nothing is delivered, so closing has nothing to
+            # nack (pika nacks undelivered messages on close; a stream answers
+            # a nack by closing the connection)
             channel.basic_consume(stream, lambda *_: None, auto_ack=auto_ack,
-                                  arguments={"x-stream-offset": "first"})
+                                  arguments={"x-stream-offset": "next"})
             connection.process_data_events(time_limit=0.2)
             answer = "accepted"
         except AMQPError as exc:

@@ -8,9 +8,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from pika.exceptions import ConnectionClosedByBroker
+
 from queue_exp import kafka_client, rabbit_client, teaching
 from queue_exp.config import Settings, get_settings
 from queue_exp.messages import Message, decode_lenient, encode
+
+NOT_IMPLEMENTED = 540  # AMQP reply code, e.g. a nack sent to a stream
 
 
 def numbered(count: int, source: str = "notebook") -> list[Message]:
@@ -163,7 +167,13 @@ class Run:
                 channel.basic_ack(method.delivery_tag)
                 if len(out) >= max_messages or time.monotonic() >= deadline:
                     break
-            channel.cancel()
+            try:
+                channel.cancel()  # pika nacks (requeues) what it received but did not hand us
+            except ConnectionClosedByBroker as exc:
+                # a stream does not take nacks: RabbitMQ closes the connection
+                # (540). What we read is complete; nothing was lost.
+                if offset is None or exc.reply_code != NOT_IMPLEMENTED:
+                    raise
         finally:
             if connection.is_open:
                 connection.close()
