@@ -38,7 +38,7 @@ POISON = "resize notes.txt"
 TIMEOUT_S = 15.0
 CHANNEL_HINT = ("settle each delivery exactly once (one ack, or one reject), with its own "
                 "`method.delivery_tag`")
-ACK_HINT = ("process each task with `task.process(body)`, then acknowledge it: "
+ACK_HINT = ("process each task with `work.process(body)`, then acknowledge it: "
             "`channel.basic_ack(delivery_tag=method.delivery_tag)`")
 REJECT_HINT = ("reject a task that cannot be processed with "
                "`channel.basic_nack(delivery_tag=method.delivery_tag, requeue=False)`: the "
@@ -180,7 +180,7 @@ def check_worker(task: WorkerTask, on_message: Any) -> Feedback:
     if run.learner_error is not None:
         text, exc = run.learner_error
         if isinstance(exc, ValueError):
-            hint = ("`task.process` raises ValueError for a task it can never do: catch it "
+            hint = ("`work.process` raises ValueError for a task it can never do: catch it "
                     "(`try: … except ValueError: …`) and reject that message with "
                     "`channel.basic_nack(delivery_tag=method.delivery_tag, requeue=False)`")
         else:
