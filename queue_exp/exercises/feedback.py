@@ -158,6 +158,12 @@ def not_finished(fb: Feedback, name: str, run: LearnerRun, timeout_s: float,
                    f"call `{name}` in a cell of its own to see where (the whole traceback)")
 
 
+def kind(value: Any) -> str:
+    """``kind(3)`` -> ``an int``, ``kind([])`` -> ``a list``: what a learner's answer is."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def count(n: int, singular: str, plural: str | None = None) -> str:
     """``count(1, "message")`` -> ``1 message``; ``count(3, "message")`` -> ``3 messages``."""
     return f"{n} {singular if n == 1 else plural or singular + 's'}"

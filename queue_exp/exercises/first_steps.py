@@ -19,7 +19,7 @@ import httpx
 from queue_exp import kafka_client
 from queue_exp.config import Settings
 from queue_exp.exercises import probes
-from queue_exp.exercises.feedback import Feedback, count, friendly_errors, quoted
+from queue_exp.exercises.feedback import Feedback, count, friendly_errors, kind, quoted
 from queue_exp.exercises.workspace import Workspace
 
 __all__ = [
@@ -49,15 +49,16 @@ def _kafka_task(api_settings: Settings, texts: tuple[str, ...]) -> KafkaTask:
     return KafkaTask(api_settings.kafka_topic, texts, api_settings)
 
 
-def _reply(reply: Any) -> tuple[int, Any] | None:
-    """(status, body) of an API reply: an ``httpx.Response`` or its ``.json()``."""
+def _reply(reply: Any) -> tuple[int | None, Any] | None:
+    """(status, body) of an API reply: an ``httpx.Response``, or its ``.json()``
+    (status ``None`` when that is an error body: it has no status)."""
     if isinstance(reply, httpx.Response):
         try:
             return reply.status_code, reply.json()
         except ValueError:
             return reply.status_code, reply.text
     if isinstance(reply, dict):
-        return 200, reply
+        return (None if "detail" in reply else 200), reply
     return None
 
 
@@ -65,7 +66,7 @@ def _judge_reply(fb: Feedback, what: str, reply: Any) -> dict[str, Any] | None:
     """The body of a successful Kafka send reply; else says in ``fb`` what is wrong."""
     parsed = _reply(reply)
     if parsed is None:
-        fb.fail(f"{what} is a {type(reply).__name__}, not a reply of the API", SEND_HINT)
+        fb.fail(f"{what} is {kind(reply)}, not a reply of the API", SEND_HINT)
         return None
     status, body = parsed
     if status != 200:
@@ -73,7 +74,8 @@ def _judge_reply(fb: Feedback, what: str, reply: Any) -> dict[str, Any] | None:
         if isinstance(detail, list):  # 422: one entry per invalid field
             detail = "; ".join(f"{'.'.join(map(str, e.get('loc', [])[1:]))}: {e.get('msg')}"
                                for e in detail)
-        fb.fail(f"the API answered {status} to {what}: {detail}",
+        answered = f"answered {status}" if status else "refused"
+        fb.fail(f"the API {answered} {what}: {detail}",
                 "a message needs `message`, `timestamp` (ISO 8601, e.g. "
                 "`2024-05-01T12:00:00`) and `source`")
         return None
@@ -123,7 +125,10 @@ def check_same_partition(task: KafkaTask, replies: Any) -> Feedback:
     fb = Feedback("Exercise 2 · Same key, same partition")
     hint = ('send each message with the same `"key"` in its body (any text, e.g. a '
             "customer id): the producer hashes the key to pick the partition")
-    if not replies or not isinstance(replies, list | tuple):
+    if not isinstance(replies, list | tuple):
+        return fb.fail(f"`replies` is {kind(replies)}; expected a list of the "
+                       "three replies", f"{hint}; collect the three replies in a list")
+    if not replies:
         return fb.fail("`replies` is empty: nothing was sent yet",
                        f"{hint}; collect the three replies in a list")
     bodies = [_judge_reply(fb, f"message {i}", reply) for i, reply in enumerate(replies, 1)]
@@ -191,7 +196,7 @@ def check_take_two(task: QueueTask, taken: Any) -> Feedback:
         return fb.fail("`taken` is still None: you have not taken anything yet", hint)
     texts = probes.texts_of(taken)
     if texts is None:
-        return fb.fail(f"`taken` is a {type(taken).__name__}; expected the list of messages "
+        return fb.fail(f"`taken` is {kind(taken)}; expected the list of messages "
                        "you took", hint)
     if texts == list(task.texts[:2]):
         fb.ok("you took 'task 1' and 'task 2': the two oldest, as a queue is first in, "

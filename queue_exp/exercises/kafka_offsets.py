@@ -16,6 +16,7 @@ from queue_exp.exercises.feedback import (
     count,
     describe_error,
     friendly_errors,
+    kind,
     not_finished,
     quoted,
     run_learner_code,
@@ -77,7 +78,7 @@ def check_lag(task: Task, lag: Any) -> Feedback:
         return _judge_per_partition(fb, lag, task.expected, hint)
     answer = _as_int(lag)
     if answer is None:
-        return fb.fail(f"`lag` is a {type(lag).__name__}; give one number: the total over "
+        return fb.fail(f"`lag` is {kind(lag)}; give one number: the total over "
                        "all partitions", hint)
     total = sum(task.expected.values())
     if answer == total:
@@ -145,7 +146,7 @@ def check_replay(task: Task, replay: Any) -> Feedback:
     if run.value is None:
         return fb.fail("`replay(topic, since_ms)` returned None", seek_hint)
     if got is None:
-        return fb.fail(f"`replay` returned a {type(run.value).__name__}; expected a list of "
+        return fb.fail(f"`replay` returned {kind(run.value)}; expected a list of "
                        "message texts", seek_hint)
     if sorted(got) == expected:
         fb.ok(f"since five and a half minutes ago: the {count(len(expected), 'message')} "

@@ -16,6 +16,7 @@ from queue_exp.exercises.feedback import (
     count,
     describe_error,
     friendly_errors,
+    kind,
     not_finished,
     quoted,
     run_learner_code,
@@ -86,7 +87,7 @@ def _judge_key(fb: Feedback, key: str, answer: Any, expected: list[str]) -> None
                 "record as a dict with its `key` and `message`), keep the records with the "
                 "key asked for, and return their messages")
     elif got is None:
-        fb.fail(f"{call} returned a {type(answer).__name__}; expected a list of message texts "
+        fb.fail(f"{call} returned {kind(answer)}; expected a list of message texts "
                 f"like ['{key} #1', …]")
     elif got == expected:
         fb.ok(f"{call}: all {count(len(expected), 'message')} of {key}, oldest first")

@@ -22,6 +22,7 @@ from queue_exp.exercises.feedback import (
     Feedback,
     count,
     friendly_errors,
+    kind,
     not_finished,
     quoted,
     run_learner_code,
@@ -167,7 +168,7 @@ def check_confirms(task: Task, publish_all: object, how_many: int = 8) -> Feedba
         return fb.fail(f"`publish_all` returned None (the queue now holds "
                        f"{count(stored, 'message')})", hint)
     if isinstance(answer, bool) or not isinstance(answer, int):
-        return fb.fail(f"`publish_all` returned a {type(answer).__name__}; expected a "
+        return fb.fail(f"`publish_all` returned {kind(answer)}; expected a "
                        "number: how many messages the broker confirmed", hint)
     expected = min(how_many, task.capacity or how_many)
     if stored != expected:
