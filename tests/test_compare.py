@@ -5,6 +5,7 @@ gets its own uuid-named run; consumer threads must be gone when it ends."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -19,12 +20,22 @@ def compare_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("queue_exp-compare-")]
 
 
+def existing_topics(names):
+    admin = kafka_client.make_admin()
+    try:
+        return sorted(set(names) & set(admin.list_topics()))
+    finally:
+        admin.close()
+
+
 @pytest.fixture
 def run():
     run = compare.Run(f"test-compare-{uuid.uuid4().hex[:8]}")
     yield run
     assert compare_threads() == [], "a consumer thread outlived its experiment"
     run.clean_up()
+    assert not any(rabbit_client.queue_exists(q, run.settings) for q in run.queues)
+    assert existing_topics(run.topics) == []
 
 
 def reads(result, store):
@@ -167,6 +178,20 @@ def test_a_group_on_a_fresh_topic_settles_every_time(run):
         with KafkaGroup(topic, run.group(f"fresh-{attempt}"), 2, settings=run.settings) as group:
             group.start(timeout_s=15)
             assert sorted(map(len, group.assignment().values())) == [1, 2]
+
+
+def test_clean_up_deletes_topics_for_good(run):
+    # a topic deleted right after its consumers closed could come back (with one
+    # partition): clean_up deletes again what reappears
+    topics = [run.topic(f"gone-{i}", partitions=3) for i in range(4)]
+    for i, topic in enumerate(topics):
+        with KafkaGroup(topic, run.group(f"gone-{i}"), 2, settings=run.settings) as group:
+            group.start()
+
+    run.clean_up()
+    time.sleep(1)  # long enough for a revived topic to show up
+
+    assert existing_topics(topics) == []
 
 
 def test_workers_close_within_their_timeouts(run):

@@ -3,6 +3,7 @@ the small write/read primitives every experiment uses, and the cleanup."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -13,6 +14,8 @@ from pika.exceptions import ConnectionClosedByBroker
 from queue_exp import kafka_client, rabbit_client, teaching
 from queue_exp.config import Settings, get_settings
 from queue_exp.messages import Message, decode_lenient, encode
+
+log = logging.getLogger(__name__)
 
 NOT_IMPLEMENTED = 540  # AMQP reply code, e.g. a nack sent to a stream
 
@@ -181,10 +184,27 @@ class Run:
 
     # ---------------------------------------------------------------- cleanup
 
-    def clean_up(self) -> dict[str, int]:
+    def clean_up(self, settle_s: float = 0.3, attempts: int = 3) -> dict[str, int]:
         """Delete everything this run created (consumers must be stopped first)."""
         kafka_client.delete_groups(self.groups, settings=self.settings)
-        kafka_client.delete_topics(self.topics, settings=self.settings)
+        left = list(self.topics)
+        for _ in range(attempts):
+            kafka_client.delete_topics(left, settings=self.settings)
+            # A deleted topic sometimes comes straight back with 1 partition:
+            # the broker auto-creates topics (auto.create.topics.enable), and
+            # kafka-python 3.0 asks for auto-creation in every metadata request,
+            # so a request from a client that has just closed can revive it.
+            time.sleep(settle_s)
+            existing = kafka_client.make_admin(self.settings)
+            try:
+                left = [name for name in left if name in set(existing.list_topics())]
+            finally:
+                existing.close()
+            if not left:
+                break
+            log.info("deleted topics came back, deleting again: %s", left)
+        if left:
+            log.warning("topics still there after %d deletes: %s", attempts, left)
         rabbit_client.delete_queues(self.queues, settings=self.settings)
         rabbit_client.delete_exchanges(self.exchanges, settings=self.settings)
         return {"topics": len(self.topics), "groups": len(self.groups),
