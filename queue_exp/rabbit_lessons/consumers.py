@@ -7,8 +7,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from queue_exp import rabbit_client
 from queue_exp.config import Settings, get_settings
+from queue_exp.rabbit_lessons.lab import open_channel
 
 
 class ConsumerThread(threading.Thread):
@@ -36,27 +36,24 @@ class ConsumerThread(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        connection = None
         try:
-            connection = rabbit_client.connect(self.settings)
-            channel = connection.channel()
-            if self.prefetch:
-                channel.basic_qos(prefetch_count=self.prefetch)
-            channel.basic_consume(
-                self.queue_name,
-                lambda ch, method, props, body: self.on_message(self, ch, method, props, body),
-                auto_ack=self.auto_ack,
-            )
-            self.ready.set()  # the broker has registered us: deliveries may start
-            while not self._halt.is_set():
-                connection.process_data_events(time_limit=0.05)
+            # leaving this block closes the connection, which gives every delivery
+            # we have not acked back to the queue
+            with open_channel(self.settings, confirm=False) as channel:
+                if self.prefetch:
+                    channel.basic_qos(prefetch_count=self.prefetch)
+                channel.basic_consume(
+                    self.queue_name,
+                    lambda ch, method, props, body: self.on_message(self, ch, method, props, body),
+                    auto_ack=self.auto_ack,
+                )
+                self.ready.set()  # the broker has registered us: deliveries may start
+                while not self._halt.is_set():
+                    channel.connection.process_data_events(time_limit=0.05)
         except Exception as exc:  # noqa: BLE001 - reported to the caller by start_all/stop
             self.error = exc
         finally:
             self.ready.set()
-            # closing gives every delivery we have not acked back to the queue
-            if connection is not None and connection.is_open:
-                connection.close()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._halt.set()

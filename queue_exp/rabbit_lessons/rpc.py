@@ -11,7 +11,7 @@ from typing import Any
 from queue_exp import rabbit_client
 from queue_exp.messages import Message, decode_lenient
 from queue_exp.rabbit_lessons.consumers import ConsumerThread, start_all, stop_all
-from queue_exp.rabbit_lessons.lab import Lab, declared_queue
+from queue_exp.rabbit_lessons.lab import Lab, declared_queue, open_channel
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"  # RabbitMQ's pseudo-queue for RPC replies
 
@@ -48,9 +48,7 @@ def rpc_round_trip(
     try:
         pending = {str(uuid.uuid4()): n for n in requests}
         replies: list[dict[str, Any]] = []
-        connection = rabbit_client.connect(settings)
-        try:
-            channel = connection.channel()
+        with open_channel(settings, confirm=False) as channel:
 
             def on_reply(_ch, _method, props, body):
                 n = pending.pop(props.correlation_id, None)
@@ -68,9 +66,7 @@ def rpc_round_trip(
                                       correlation_id=correlation_id)
             deadline = time.monotonic() + timeout_s
             while pending and time.monotonic() < deadline:
-                connection.process_data_events(time_limit=0.05)
-        finally:
-            connection.close()
+                channel.connection.process_data_events(time_limit=0.05)
     finally:
         stop_all(threads)
     if pending:
