@@ -146,17 +146,18 @@ def plot_latency(samples: Mapping[str, Sequence[float]], title: str = "") -> Fig
     """Each run's latencies as a cumulative curve: the share of messages (up)
     that took at most that long (right, log scale), with p50, p95 and p99 marked.
     The share axis is a logit scale, which spreads out the tail (90 %, 99 %, ...)."""
-    fig = Figure(figsize=(9, 3.8))
+    fig = Figure(figsize=(10, 3.8))
     ax = fig.subplots()
     ax.set_xscale("log")
     ax.set_yscale("logit")
-    largest = 1
+    largest, fastest = 1, []
     for i, (label, values) in enumerate(samples.items()):
         ordered = sorted(max(v, 1e-3) for v in values)
         if not ordered:
             continue
         n = len(ordered)
         largest = max(largest, n)
+        fastest.append(ordered[int(0.05 * n)])  # the curve's lowest visible point
         color = SHADES[i % len(SHADES)]
         # plotting positions (k + 0.5) / n stay inside (0, 1), where logit is finite
         ax.plot(ordered, [(k + 0.5) / n for k in range(n)], color=color, label=label,
@@ -169,10 +170,12 @@ def plot_latency(samples: Mapping[str, Sequence[float]], title: str = "") -> Fig
     ax.set_yticks(shares, [f"{100 * s:g} %{names.get(s, '')}" for s in shares])
     ax.yaxis.set_minor_formatter("")
     ax.set_ylim(0.05, 1 - 0.5 / largest)
+    if fastest:
+        ax.set_xlim(left=min(fastest) / 1.5)
     ax.grid(axis="y", color="grey", lw=0.4, ls=":")
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("messages at least this fast")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     if title:
         ax.set_title(title, fontsize=10, loc="left")
     _tidy(ax)
