@@ -102,8 +102,10 @@ class Stopwatch:
         wall0, cpu0, groups0 = self._start
         self.wall_s = wall - wall0
         self.client_cpu_s = cpu - cpu0
+        # a broker restarted during the block (a new process group) has no figure
         self.broker_cpu_s = {
-            name: groups[pid] - groups0[pid] for name, pid in self.pids.items()
+            name: groups[pid] - groups0[pid]
+            for name, pid in self.pids.items() if groups[pid] >= groups0[pid] > 0
         }
 
     def percent(self, broker: str | None = None) -> dict[str, float | None]:
