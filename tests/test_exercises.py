@@ -143,7 +143,7 @@ def test_read_key(workspace, monkeypatch):
                   "read_to_end")
 
     def cut_short(topic, key):
-        rows = kafka_client.consume(topic, max_messages=8, timeout_s=2)
+        rows = kafka_client.consume(topic, max_messages=3, timeout_s=2)  # carol has 4
         return [r["message"] for r in rows if r.get("key") == key]
 
     assert failed(kx.check_read_key(task, cut_short), "missed", "max_messages")

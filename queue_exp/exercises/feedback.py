@@ -73,12 +73,21 @@ class Feedback:
     __repr__ = __str__
 
     def _repr_markdown_(self) -> str:
-        lines = [f"**{self.verdict}: {self.title}**", ""]
-        lines += [f"- ✓ {item}" for item in self.right]
-        lines += [f"- ✗ {item}" for item in self.wrong]
+        lines = [f"**{self.verdict}: {_md(self.title)}**", ""]
+        lines += [f"- ✓ {_md(item)}" for item in self.right]
+        lines += [f"- ✗ {_md(item)}" for item in self.wrong]
         if self.hint and not self.passed:
-            lines += ["", f"💡 **Hint:** {self.hint}"]
+            lines += ["", f"💡 **Hint:** {_md(self.hint)}"]
         return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """``text`` for Markdown: ``*`` and ``_`` outside `code spans` are literal (a
+    binding key like '*.critical' must not start italics)."""
+    parts = text.split("`")
+    for i in range(0, len(parts), 2):  # even parts lie outside code spans
+        parts[i] = parts[i].replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
+    return "`".join(parts)
 
 
 def friendly_errors(check: F) -> F:

@@ -19,7 +19,7 @@ from queue_exp.exercises.kafka_partitions import (
     setup_partitions,
     setup_read_key,
 )
-from queue_exp.exercises.workspace import Workspace
+from queue_exp.exercises.workspace import KafkaWorkspace as Workspace
 
 __all__ = [
     "Task", "Workspace", "setup_read_key", "check_read_key", "setup_partitions",

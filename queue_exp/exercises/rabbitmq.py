@@ -28,7 +28,7 @@ from queue_exp.exercises.feedback import (
     run_learner_code,
 )
 from queue_exp.exercises.rabbit_worker import WorkerTask, check_worker, setup_worker
-from queue_exp.exercises.workspace import Workspace
+from queue_exp.exercises.workspace import RabbitWorkspace as Workspace
 from queue_exp.rabbit_management import Management
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 LEARNER_TIMEOUT_S = 15.0
+
 
 # probe routing keys -> should a `*.critical` binding let them through? The task
 # names none of the first words, so a list of exact keys cannot pass by luck.

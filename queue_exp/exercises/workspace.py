@@ -23,7 +23,12 @@ log = logging.getLogger(__name__)
 
 
 class Workspace:
-    """Names for the exercises of one notebook run; :meth:`clean_up` deletes them."""
+    """Names for the exercises of one notebook run; :meth:`clean_up` deletes them.
+
+    ``brokers`` says which brokers the cleanup sweeps: a chapter's workspace only
+    looks at its own broker, so it does not depend on the other one being up."""
+
+    brokers: tuple[str, ...] = ("kafka", "rabbitmq")
 
     def __init__(self, notebook: str, settings: Settings | None = None) -> None:
         self.namespace = teaching.fresh_namespace(notebook)
@@ -47,30 +52,49 @@ class Workspace:
     def owned(self) -> dict[str, list[str]]:
         """Every topic, consumer group, queue and exchange whose name is in this workspace."""
         prefix = self.namespace + "."
-        admin = kafka_client.make_admin(self.settings)
-        try:
-            topics = [t for t in admin.list_topics() if t.startswith(prefix)]
-            groups = [g["group_id"] for g in admin.list_groups()
-                      if g["group_id"].startswith(prefix)]
-        finally:
-            admin.close()
-        with Management(self.settings) as management:
-            queues = [q["name"] for q in management.list("queues")
-                      if q["name"].startswith(prefix)]
-            exchanges = [e["name"] for e in management.list("exchanges")
-                         if e["name"].startswith(prefix)]
-        return {"topics": sorted(topics), "groups": sorted(groups),
-                "queues": sorted(queues), "exchanges": sorted(exchanges)}
+        found: dict[str, list[str]] = {"topics": [], "groups": [], "queues": [], "exchanges": []}
+        if "kafka" in self.brokers:
+            admin = kafka_client.make_admin(self.settings)
+            try:
+                found["topics"] = [t for t in admin.list_topics() if t.startswith(prefix)]
+                found["groups"] = [g["group_id"] for g in admin.list_groups()
+                                   if g["group_id"].startswith(prefix)]
+            finally:
+                admin.close()
+        if "rabbitmq" in self.brokers:
+            with Management(self.settings) as management:
+                for kind in ("queues", "exchanges"):
+                    found[kind] = [item["name"] for item in management.list(kind)
+                                   if item["name"].startswith(prefix)]
+        return {kind: sorted(names) for kind, names in found.items()}
 
     def clean_up(self) -> dict[str, Any]:
         """Delete everything in this workspace: what the setups created and what the
         learner created with the names they were given. Consumers must be stopped
         (a group with live members cannot be deleted). Returns how many of each."""
         found = self.owned()
-        kafka_client.delete_groups(found["groups"], settings=self.settings)
-        kafka_client.delete_topics(found["topics"], settings=self.settings)
+        if found["groups"]:
+            kafka_client.delete_groups(found["groups"], settings=self.settings)
+        if found["topics"]:
+            kafka_client.delete_topics(found["topics"], settings=self.settings)
         if found["queues"]:
             rabbit_client.delete_queues(found["queues"], settings=self.settings)
         if found["exchanges"]:
             rabbit_client.delete_exchanges(found["exchanges"], settings=self.settings)
-        return {f"{kind} deleted": len(names) for kind, names in found.items()}
+        return {f"{kind} deleted": len(found[kind]) for kind in self._kinds()}
+
+    def _kinds(self) -> list[str]:
+        return (["topics", "groups"] if "kafka" in self.brokers else []) + (
+            ["queues", "exchanges"] if "rabbitmq" in self.brokers else [])
+
+
+class KafkaWorkspace(Workspace):
+    """A workspace whose cleanup looks at Kafka only (the Kafka chapter's exercises)."""
+
+    brokers = ("kafka",)
+
+
+class RabbitWorkspace(Workspace):
+    """A workspace whose cleanup looks at RabbitMQ only (the RabbitMQ chapter's exercises)."""
+
+    brokers = ("rabbitmq",)
