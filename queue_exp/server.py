@@ -104,7 +104,11 @@ def start_api(
             if namespace is not None:
                 settings = replace(settings, namespace=namespace)
             app = create_app(settings)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose
+        # proto says TCP, and with Nagle on, every keep-alive request after the
+        # first one waits ~40 ms for a delayed ACK.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         bound_host, bound_port = sock.getsockname()[:2]
