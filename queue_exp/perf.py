@@ -335,11 +335,8 @@ def topic_bytes_on_disk(topic: str, settings: Settings | None = None) -> int | N
 
 def declare_queue(queue: str, durable: bool = False, settings: Settings | None = None) -> None:
     """Create ``queue`` (no-op if it exists with the same settings)."""
-    connection = rabbit_client.connect(settings)
-    try:
-        rabbit_client.declare_queue(connection.channel(), queue, durable=durable)
-    finally:
-        connection.close()
+    with rabbit_client.open_channel(settings, confirm=False) as channel:
+        rabbit_client.declare_queue(channel, queue, durable=durable)
 
 
 def rabbit_publish(
@@ -462,11 +459,8 @@ def confirm_modes(
 
 
 def _purge(queue: str, settings: Settings) -> None:
-    connection = rabbit_client.connect(settings)
-    try:
-        connection.channel().queue_purge(queue)
-    finally:
-        connection.close()
+    with rabbit_client.open_channel(settings, confirm=False) as channel:
+        channel.queue_purge(queue)
 
 
 # ------------------------------------------------------------------ message size

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pika
@@ -65,6 +67,23 @@ def connect(settings: Settings | None = None) -> pika.BlockingConnection:
         ) from exc
 
 
+@contextmanager
+def open_channel(
+    settings: Settings | None = None, confirm: bool = True
+) -> Iterator[BlockingChannel]:
+    """A channel on a connection of its own, closed afterwards. With ``confirm``,
+    each publish returns only once the broker has confirmed it."""
+    connection = connect(settings)
+    try:
+        channel = connection.channel()
+        if confirm:
+            channel.confirm_delivery()
+        yield channel
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
 def declare_queue(channel: BlockingChannel, name: str, durable: bool = True, **arguments: Any):
     """Declare (idempotently) a queue; durable queues survive a broker restart."""
     return channel.queue_declare(queue=name, durable=durable, arguments=arguments or None)
@@ -93,17 +112,14 @@ def bind_queue(
 
 def _exists(declare: str, name: str, settings: Settings | None) -> bool:
     # a passive declare, on a connection of its own, because a 404 closes the channel
-    connection = connect(settings)
     try:
-        getattr(connection.channel(), declare)(name, passive=True)
+        with open_channel(settings, confirm=False) as channel:
+            getattr(channel, declare)(name, passive=True)
         return True
     except ChannelClosedByBroker as exc:
         if exc.reply_code == NOT_FOUND:
             return False
         raise
-    finally:
-        if connection.is_open:
-            connection.close()
 
 
 def queue_exists(name: str, settings: Settings | None = None) -> bool:
@@ -160,13 +176,9 @@ def delete_exchanges(names: list[str], settings: Settings | None = None) -> None
 
 
 def _delete(method: str, names: list[str], settings: Settings | None) -> None:
-    connection = connect(settings)
-    try:
-        channel = connection.channel()
+    with open_channel(settings, confirm=False) as channel:
         for name in names:
             getattr(channel, method)(name)
-    finally:
-        connection.close()
 
 
 def delivery_to_dict(method: Any, body: bytes, queue_name: str) -> dict[str, Any]:
@@ -191,11 +203,9 @@ def consume(
 ) -> list[dict[str, Any]]:
     """Take up to ``max_messages`` from a queue, waiting at most ``timeout_s``;
     each is acked after it is read, so the queue forgets it."""
-    connection = connect(settings)
     out: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        channel = connection.channel()
+    with open_channel(settings, confirm=False) as channel:
+        deadline = time.monotonic() + timeout_s
         channel.basic_qos(prefetch_count=max(1, min(max_messages, 100)))
         for method, _props, body in channel.consume(queue_name, inactivity_timeout=0.2):
             if method is not None:
@@ -204,8 +214,6 @@ def consume(
             if len(out) >= max_messages or time.monotonic() >= deadline:
                 break
         channel.cancel()  # unacked prefetched messages go back to the queue
-    finally:
-        connection.close()
     return out
 
 

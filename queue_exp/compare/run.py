@@ -91,24 +91,17 @@ class Run:
         """Declare the queue ``label`` (with ``arguments``, e.g. ``x-queue-type``);
         durable, because a stream must be. Returns its full name."""
         name = self._remember(self.settings.name(label), self.queues)
-        connection = rabbit_client.connect(self.settings)
-        try:
-            rabbit_client.declare_queue(connection.channel(), name, durable=True, **arguments)
-        finally:
-            connection.close()
+        with rabbit_client.open_channel(self.settings, confirm=False) as channel:
+            rabbit_client.declare_queue(channel, name, durable=True, **arguments)
         return name
 
     def fanout(self, label: str, queues: Iterable[str] = ()) -> str:
         """Declare the fanout exchange ``label`` and bind ``queues`` to it."""
         name = self._remember(self.settings.name(label), self.exchanges)
-        connection = rabbit_client.connect(self.settings)
-        try:
-            channel = connection.channel()
+        with rabbit_client.open_channel(self.settings, confirm=False) as channel:
             rabbit_client.declare_exchange(channel, name, "fanout")
             for queue_name in queues:
                 rabbit_client.bind_queue(channel, queue_name, name)
-        finally:
-            connection.close()
         return name
 
     def publish(
@@ -116,24 +109,16 @@ class Run:
     ) -> int:
         """Publish ``messages`` to a queue (default exchange) or to an exchange, each
         confirmed by the broker; the message text doubles as the AMQP message id."""
-        connection = rabbit_client.connect(self.settings)
-        try:
-            channel = connection.channel()
-            channel.confirm_delivery()
+        with rabbit_client.open_channel(self.settings) as channel:
             for message in messages:
                 rabbit_client.publish(channel, message, queue, exchange, persistent=False,
                                       message_id=message.message)
-        finally:
-            connection.close()
         return len(messages)
 
     def queue_depth(self, queue_name: str) -> int:
         """Messages ready in a classic queue (AMQP's passive declare)."""
-        connection = rabbit_client.connect(self.settings)
-        try:
-            return connection.channel().queue_declare(queue_name, passive=True).method.message_count
-        finally:
-            connection.close()
+        with rabbit_client.open_channel(self.settings, confirm=False) as channel:
+            return channel.queue_declare(queue_name, passive=True).method.message_count
 
     def read_queue(
         self,

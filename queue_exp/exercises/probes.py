@@ -5,16 +5,15 @@ records) as a list of message texts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
-from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import ChannelClosedByBroker
 
 from queue_exp import kafka_client, kafka_lessons, rabbit_client
 from queue_exp.config import Settings
 from queue_exp.messages import Message, decode_lenient
+from queue_exp.rabbit_client import open_channel  # re-exported for the checks
 
 # ----------------------------------------------------------------- answers
 
@@ -60,21 +59,6 @@ def read_topic(topic: str, settings: Settings) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- RabbitMQ
-
-
-@contextmanager
-def open_channel(settings: Settings, confirm: bool = True) -> Iterator[BlockingChannel]:
-    """A channel on a connection of its own, closed afterwards; with ``confirm``,
-    each publish returns once the broker has confirmed it."""
-    connection = rabbit_client.connect(settings)
-    try:
-        channel = connection.channel()
-        if confirm:
-            channel.confirm_delivery()
-        yield channel
-    finally:
-        if connection.is_open:
-            connection.close()
 
 
 def ready_count(queue: str, settings: Settings) -> int | None:

@@ -4,8 +4,7 @@ channels to declare, bind, publish, count and drain with."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from pika.adapters.blocking_connection import BlockingChannel
@@ -14,6 +13,7 @@ from pika.exceptions import ChannelClosedByBroker
 from queue_exp import kafka_client, rabbit_client, teaching
 from queue_exp.config import Settings, get_settings
 from queue_exp.messages import Message
+from queue_exp.rabbit_client import open_channel  # re-exported: the lessons' channels
 from queue_exp.rabbit_management import Management
 
 
@@ -77,23 +77,6 @@ class Lab:
             "exchanges deleted": len(self.exchanges),
             "topics deleted": len(self.topics),
         }
-
-
-@contextmanager
-def open_channel(
-    settings: Settings | None = None, confirm: bool = True
-) -> Iterator[BlockingChannel]:
-    """A channel on a connection of its own, closed afterwards. With ``confirm``,
-    each publish returns only once the broker has confirmed it."""
-    connection = rabbit_client.connect(settings)
-    try:
-        channel = connection.channel()
-        if confirm:
-            channel.confirm_delivery()
-        yield channel
-    finally:
-        if connection.is_open:
-            connection.close()
 
 
 def publish(
