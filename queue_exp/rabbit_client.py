@@ -122,6 +122,18 @@ def _exists(declare: str, name: str, settings: Settings | None) -> bool:
         raise
 
 
+def ready_count(queue_name: str, settings: Settings | None = None) -> int | None:
+    """Messages ready in a queue (not counting deliveries a consumer holds), or
+    ``None`` if there is no such queue."""
+    try:
+        with open_channel(settings, confirm=False) as channel:
+            return channel.queue_declare(queue_name, passive=True).method.message_count
+    except ChannelClosedByBroker as exc:
+        if exc.reply_code == NOT_FOUND:
+            return None
+        raise
+
+
 def queue_exists(name: str, settings: Settings | None = None) -> bool:
     """Does the broker have a queue of this name?"""
     return _exists("queue_declare", name, settings)

@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pika.exceptions import ChannelClosedByBroker
-
 from queue_exp import kafka_client, kafka_lessons, rabbit_client
 from queue_exp.config import Settings
 from queue_exp.messages import Message, decode_lenient
@@ -61,16 +59,7 @@ def read_topic(topic: str, settings: Settings) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- RabbitMQ
 
 
-def ready_count(queue: str, settings: Settings) -> int | None:
-    """Messages ready in ``queue`` (not counting deliveries a consumer holds), or
-    ``None`` if there is no such queue."""
-    try:
-        with open_channel(settings, confirm=False) as channel:
-            return channel.queue_declare(queue, passive=True).method.message_count
-    except ChannelClosedByBroker as exc:
-        if exc.reply_code == rabbit_client.NOT_FOUND:
-            return None
-        raise
+ready_count = rabbit_client.ready_count
 
 
 def publish_texts(settings: Settings, routing_keys: Sequence[str], texts: Sequence[str],

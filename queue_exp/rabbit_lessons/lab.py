@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import ChannelClosedByBroker
 
 from queue_exp import kafka_client, rabbit_client, teaching
 from queue_exp.config import Settings, get_settings
@@ -99,15 +98,7 @@ def publish(
     return len(texts)
 
 
-def message_count(queue_name: str, settings: Settings | None = None) -> int | None:
-    """Messages ready in a queue, or ``None`` if the queue does not exist."""
-    try:
-        with open_channel(settings, confirm=False) as channel:
-            return channel.queue_declare(queue_name, passive=True).method.message_count
-    except ChannelClosedByBroker as exc:
-        if exc.reply_code == rabbit_client.NOT_FOUND:
-            return None
-        raise
+message_count = rabbit_client.ready_count
 
 
 def drain(channel: BlockingChannel, queue_name: str, limit: int = 1000) -> list[dict[str, Any]]:
