@@ -83,10 +83,12 @@ def test_confirmed_messages_survive_a_broker_restart(private_brokers, namespace)
     brokers.restart("rabbitmq")
     brokers.restart("kafka")
     settings = replace(get_settings(), namespace=namespace)  # same ports, re-read anyway
-    from_queue = rabbit_client.consume(settings.rabbitmq_queue, max_messages=50, timeout_s=10,
-                                       settings=settings)
-    from_topic = kafka_client.consume(settings.kafka_topic, max_messages=50, timeout_s=15,
-                                      settings=settings)
+    # read exactly as many as were sent (a duplicate would push out one of them
+    # and fail the comparison), so the reads end as soon as all are there
+    from_queue = rabbit_client.consume(settings.rabbitmq_queue, max_messages=len(texts),
+                                       timeout_s=10, settings=settings)
+    from_topic = kafka_client.consume(settings.kafka_topic, max_messages=len(texts),
+                                      timeout_s=15, settings=settings)
     assert sorted(m["message"] for m in from_queue) == sorted(texts)
     assert sorted(m["message"] for m in from_topic) == sorted(texts)
     teaching.remove_api_resources(settings)
