@@ -6,36 +6,69 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+def iso_from_epoch(seconds: float) -> str:
+    """``time.time()`` as the consumers show arrival times: UTC, milliseconds."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Deferred:
+    """A received message whose dict is built only when someone looks at it.
+
+    A consumer can receive tens of thousands of messages a second while the store
+    keeps only the newest ``capacity``; decoding each one as it arrives would spend
+    most of the consumer's time on messages nobody will ever read. The dict is
+    built on the first ``snapshot()`` that includes it, then kept.
+    """
+
+    __slots__ = ("_render", "_args", "_value")
+
+    def __init__(self, render: Callable[..., dict[str, Any]], *args: Any) -> None:
+        self._render = render
+        self._args = args
+        self._value: dict[str, Any] | None = None
+
+    def value(self) -> dict[str, Any]:
+        # two snapshots may render at once (harmless: same result); reading the
+        # args before the value means one that finds them cleared finds the value
+        args = self._args
+        value = self._value
+        if value is None:
+            value = self._value = self._render(*args)
+            self._args = ()
+        return value
+
+
+def _materialize(item: dict[str, Any] | Deferred) -> dict[str, Any]:
+    return item.value() if type(item) is Deferred else item
 
 
 class MessageStore:
     """The newest ``capacity`` received messages, oldest first; thread-safe.
 
     Bounded so that a consumer left running for hours cannot grow memory without
-    limit; ``received`` keeps counting what was dropped.
+    limit; ``received`` keeps counting what was dropped. Items are dicts, or
+    :class:`Deferred` ones that ``snapshot()`` turns into dicts.
     """
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
-        self._items: deque[dict[str, Any]] = deque(maxlen=capacity)
+        self._items: deque[dict[str, Any] | Deferred] = deque(maxlen=capacity)
         self._received = 0
         self._lock = threading.Lock()
 
-    def add(self, item: dict[str, Any]) -> None:
+    def add(self, item: dict[str, Any] | Deferred) -> None:
         self.extend((item,))
 
-    def extend(self, items: Iterable[dict[str, Any]]) -> None:
+    def extend(self, items: Iterable[dict[str, Any] | Deferred]) -> None:
         """Add a batch at once (one lock round trip per poll, not per message)."""
         items = list(items)
         with self._lock:
@@ -44,7 +77,9 @@ class MessageStore:
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
-            return list(self._items)
+            items = list(self._items)
+        # outside the lock: the consumer thread keeps adding while this renders
+        return [_materialize(item) for item in items]
 
     @property
     def received(self) -> int:

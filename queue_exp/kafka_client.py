@@ -15,7 +15,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic, OffsetSpec
 from kafka.errors import KafkaError, KafkaTimeoutError, RetriableError, TopicAlreadyExistsError
 
-from queue_exp.background import BackgroundWorker, MessageStore, utc_now_iso
+from queue_exp.background import BackgroundWorker, Deferred, MessageStore, iso_from_epoch
 from queue_exp.config import Settings, get_settings
 from queue_exp.errors import BrokerUnavailable
 from queue_exp.messages import Message, decode_lenient, encode
@@ -280,6 +280,12 @@ def record_to_dict(record: Any) -> dict[str, Any]:
     return item
 
 
+def _received_record(record: Any, received_at: float) -> dict[str, Any]:
+    item = record_to_dict(record)
+    item["received_at"] = iso_from_epoch(received_at)
+    return item
+
+
 def submit(
     producer: KafkaProducer, topic: str, message: Message, timestamp_ms: int | None = None
 ) -> Any:
@@ -389,10 +395,9 @@ class BackgroundConsumer(BackgroundWorker):
                 batch = consumer.poll(timeout_ms=500)
                 if not batch:
                     continue
-                received_at = utc_now_iso()  # one poll, one arrival time
-                items = [record_to_dict(r) for records in batch.values() for r in records]
-                for item in items:
-                    item["received_at"] = received_at
-                self.store.extend(items)
+                received_at = time.time()  # one poll, one arrival time
+                # decoded only if someone reads them (the store keeps the newest few)
+                self.store.extend(Deferred(_received_record, r, received_at)
+                                  for records in batch.values() for r in records)
         finally:
             consumer.close()

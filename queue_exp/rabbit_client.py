@@ -22,7 +22,7 @@ from pika.exceptions import (
     ChannelClosedByBroker,
 )
 
-from queue_exp.background import BackgroundWorker, MessageStore, utc_now_iso
+from queue_exp.background import BackgroundWorker, Deferred, MessageStore, iso_from_epoch
 from queue_exp.config import Settings, get_settings, redact_url
 from queue_exp.errors import BrokerUnavailable
 from queue_exp.messages import Message, decode_lenient, encode
@@ -274,17 +274,35 @@ class BackgroundConsumer(BackgroundWorker):
             # full, small enough that a crash redelivers little
             channel.basic_qos(prefetch_count=100)
 
-            def on_message(ch, method, _props, body):
-                item = delivery_to_dict(method, body, self.queue_name)
-                item["received_at"] = utc_now_iso()
-                self.store.add(item)
-                ch.basic_ack(method.delivery_tag)
+            batch: list[Deferred] = []
+            last_tag = 0
+
+            def on_message(_ch, method, _props, body):
+                nonlocal last_tag
+                # decoded only if someone reads it (the store keeps the newest few)
+                batch.append(Deferred(_received_delivery, method, body, self.queue_name,
+                                      time.time()))
+                last_tag = method.delivery_tag
 
             channel.basic_consume(self.queue_name, on_message)
             self.connected.set()
             while not self.stopping:
-                # the time limit bounds how long stop() waits for this thread
+                # returns once it has dispatched what arrived (or after the time
+                # limit, which bounds how long stop() waits for this thread)
                 connection.process_data_events(time_limit=0.5)
+                if batch:
+                    # store first, then one ack for everything up to the last
+                    # delivery: a crash in between means redelivery, never loss
+                    self.store.extend(batch)
+                    batch.clear()
+                    channel.basic_ack(last_tag, multiple=True)
         finally:
             if connection.is_open:
                 connection.close()
+
+
+def _received_delivery(method: Any, body: bytes, queue_name: str,
+                       received_at: float) -> dict[str, Any]:
+    item = delivery_to_dict(method, body, queue_name)
+    item["received_at"] = iso_from_epoch(received_at)
+    return item

@@ -81,3 +81,27 @@ def test_publisher_backlog_is_capped_while_the_broker_does_not_answer(settings):
     busy = [o for o in outcomes if "publisher busy" in str(o)]
     assert len(busy) == 3  # the cap is 3: three wait for the broker, three are refused
     assert took < 10  # bounded by the broker timeout, not stuck on the silent peer
+
+
+def test_deferred_items_are_rendered_once_and_only_when_read():
+    from queue_exp.background import Deferred
+
+    rendered = []
+
+    def render(n):
+        rendered.append(n)
+        return {"n": n}
+
+    store = MessageStore(capacity=2)
+    store.extend(Deferred(render, i) for i in range(5))
+    assert rendered == []  # nothing decoded on the way in
+    assert store.snapshot() == [{"n": 3}, {"n": 4}]
+    assert store.snapshot() == [{"n": 3}, {"n": 4}]
+    assert rendered == [3, 4]  # only what was kept, and only once
+    assert store.received == 5
+
+
+def test_arrival_times_are_utc_with_milliseconds():
+    from queue_exp.background import iso_from_epoch
+
+    assert iso_from_epoch(1672574400.1234) == "2023-01-01T12:00:00.123+00:00"
