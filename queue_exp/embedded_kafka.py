@@ -132,6 +132,11 @@ transaction.state.log.num.partitions=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 share.coordinator.state.topic.num.partitions=1
+# Topics exist only when someone creates them (the production default is to
+# create one, with a single partition, for any name a client asks about: a
+# misspelt topic would silently appear, and kafka-python 3.0 asks for that in
+# every metadata request, ignoring its own allow_auto_create_topics).
+auto.create.topics.enable=false
 # A new group rebalances at once instead of waiting 3 s for more members.
 group.initial.rebalance.delay.ms=0
 # Look for expired segments every second (production default: every 5 minutes,

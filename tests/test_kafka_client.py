@@ -92,3 +92,11 @@ def test_unreachable_broker_raises_a_helpful_error(settings, dead_address):
         kafka_client.make_producer(dead)
     assert f"{host}:{port}" in str(info.value) and "make brokers" in str(info.value)
     assert kafka_client.ping(dead)["reachable"] is False
+
+
+def test_reading_a_missing_topic_does_not_create_it(settings):
+    # With auto-creation allowed, this read would leave behind a one-partition
+    # topic that nobody created (and revive topics a notebook just deleted).
+    missing = settings.name(f"never-created-{uuid.uuid4().hex[:8]}")
+    assert kafka_client.consume(missing, max_messages=1, timeout_s=1.5, settings=settings) == []
+    assert kafka_client.partitions_of(missing, settings) == []

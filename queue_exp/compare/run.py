@@ -175,10 +175,11 @@ class Run:
         left = list(self.topics)
         for _ in range(attempts):
             kafka_client.delete_topics(left, settings=self.settings)
-            # A deleted topic sometimes comes straight back with 1 partition:
-            # the broker auto-creates topics (auto.create.topics.enable), and
-            # kafka-python 3.0 asks for auto-creation in every metadata request,
-            # so a request from a client that has just closed can revive it.
+            # On a broker that auto-creates topics (auto.create.topics.enable;
+            # the launcher's and docker-compose's do not), a deleted topic can
+            # come straight back with 1 partition: kafka-python 3.0 asks for
+            # auto-creation in every metadata request, so a request from a
+            # client that has just closed revives it.
             time.sleep(settle_s)
             existing = kafka_client.make_admin(self.settings)
             try:
