@@ -36,6 +36,8 @@ def test_a_broker_that_never_gets_ready_is_stopped_and_reported(tmp_path):
 def test_pid_alive_checks_the_command_line_marker():
     proc = subprocess.Popen(["sleep", "30"])
     try:
+        # until the child has exec'd, its command line is still this interpreter's
+        assert procs.wait_until(lambda: "sleep" in procs.cmdline(proc.pid), 5.0, 0.01)
         assert procs.pid_alive(proc.pid, "sleep")
         assert not procs.pid_alive(proc.pid, "kafka.Kafka")  # a recycled pid is not our broker
     finally:
