@@ -370,3 +370,19 @@ def test_student_and_teacher_copies_differ_only_in_the_learner_cells(name):
         assert student[i].outputs[0]["data"]["text/plain"].startswith("Not yet: Exercise")
         assert teacher[i].outputs[0]["data"]["text/plain"].startswith("✓ Well done: Exercise")
     assert "clean_up()" in student[-1].source
+
+
+def test_a_send_to_a_missing_topic_gets_a_hint_about_creating_it(settings):
+    from queue_exp.exercises.feedback import Feedback, not_finished, run_learner_code
+
+    def send_one():
+        producer = kafka_client.make_producer(settings)
+        try:
+            producer.send(settings.name("no-such-topic"), b"hello").get(10)
+        finally:
+            producer.close(timeout=2)
+
+    run = run_learner_code(send_one, timeout_s=15)
+    assert type(run.error).__name__ == "KafkaTimeoutError", run
+    text = str(not_finished(Feedback("send"), "send_one", run, 15))
+    assert "does not create topics" in text and "create_topic" in text, text

@@ -163,8 +163,18 @@ def not_finished(fb: Feedback, name: str, run: LearnerRun, timeout_s: float,
             "or a count of what it expects",
         )
     assert run.error is not None
-    return fb.fail(f"`{name}` raised {describe_error(run.error, shorten)}",
-                   f"call `{name}` in a cell of its own to see where (the whole traceback)")
+    hint = f"call `{name}` in a cell of its own to see where (the whole traceback)"
+    if _missing_topic(run.error):
+        hint = ("Kafka found no such topic: the course's broker does not create topics "
+                "on first use, so check the name, or create the topic first "
+                "(`kafka_client.create_topic(name, partitions=…)`); " + hint)
+    return fb.fail(f"`{name}` raised {describe_error(run.error, shorten)}", hint)
+
+
+def _missing_topic(exc: BaseException) -> bool:
+    """kafka-python's answer to a send to a topic the broker does not have: it waits
+    for the topic's metadata until ``max_block_ms`` runs out."""
+    return type(exc).__name__ == "KafkaTimeoutError" and "update metadata" in str(exc)
 
 
 def kind(value: Any) -> str:
