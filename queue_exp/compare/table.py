@@ -83,8 +83,8 @@ def comparison_rows(
                              f"{late['Kafka: consumer group got']}; "
                              f"a new group re-read {_read(retention, 'Kafka topic', 3)}; "
                              f"per-key order survived a retry",
-         "RabbitMQ (observed)": f"tasks: per-message ack/requeue (a failed message went to "
-                                f"another worker); {r4['busy']} workers on one queue",
+         "RabbitMQ (observed)": f"tasks: per-message ack/requeue (a failed message was "
+                                f"requeued and retried); {r4['busy']} workers on one queue",
          "experiments": "1, 2, 3"},
         {"feature": "Scalability",
          "Kafka (observed)": f"{k4['consumers']} consumers, {partitions} partitions: "
