@@ -110,38 +110,34 @@ def bind_queue(
     )
 
 
-def _exists(declare: str, name: str, settings: Settings | None) -> bool:
-    # a passive declare, on a connection of its own, because a 404 closes the channel
+def _passive_declare(declare: str, name: str, settings: Settings | None) -> Any | None:
+    """The broker's answer to a passive ``queue_declare``/``exchange_declare``, or
+    ``None`` if there is no such queue or exchange. On a connection of its own,
+    because a 404 closes the channel."""
     try:
         with open_channel(settings, confirm=False) as channel:
-            getattr(channel, declare)(name, passive=True)
-        return True
-    except ChannelClosedByBroker as exc:
-        if exc.reply_code == NOT_FOUND:
-            return False
-        raise
-
-
-def ready_count(queue_name: str, settings: Settings | None = None) -> int | None:
-    """Messages ready in a queue (not counting deliveries a consumer holds), or
-    ``None`` if there is no such queue."""
-    try:
-        with open_channel(settings, confirm=False) as channel:
-            return channel.queue_declare(queue_name, passive=True).method.message_count
+            return getattr(channel, declare)(name, passive=True)
     except ChannelClosedByBroker as exc:
         if exc.reply_code == NOT_FOUND:
             return None
         raise
 
 
+def ready_count(queue_name: str, settings: Settings | None = None) -> int | None:
+    """Messages ready in a queue (not counting deliveries a consumer holds), or
+    ``None`` if there is no such queue."""
+    frame = _passive_declare("queue_declare", queue_name, settings)
+    return None if frame is None else frame.method.message_count
+
+
 def queue_exists(name: str, settings: Settings | None = None) -> bool:
     """Does the broker have a queue of this name?"""
-    return _exists("queue_declare", name, settings)
+    return _passive_declare("queue_declare", name, settings) is not None
 
 
 def exchange_exists(name: str, settings: Settings | None = None) -> bool:
     """Does the broker have an exchange of this name?"""
-    return _exists("exchange_declare", name, settings)
+    return _passive_declare("exchange_declare", name, settings) is not None
 
 
 def publish(
