@@ -35,14 +35,10 @@ class Deferred:
         self._value: dict[str, Any] | None = None
 
     def value(self) -> dict[str, Any]:
-        # two snapshots may render at once (harmless: same result); reading the
-        # args before the value means one that finds them cleared finds the value
-        args = self._args
-        value = self._value
-        if value is None:
-            value = self._value = self._render(*args)
-            self._args = ()
-        return value
+        # two snapshots may render at once: harmless, both get the same result
+        if self._value is None:
+            self._value = self._render(*self._args)
+        return self._value
 
 
 def _materialize(item: dict[str, Any] | Deferred) -> dict[str, Any]:
