@@ -10,8 +10,8 @@ import threading
 import time
 import uuid
 
-from queue_exp import kafka_client, rabbit_client
-from queue_exp.background import MessageStore
+from queue_exp.api.consumers import KafkaApiConsumer, MessageStore, RabbitApiConsumer
+from queue_exp.clients import kafka, kafka_admin, rabbitmq
 from queue_exp.config import Settings
 from queue_exp.messages import Message
 
@@ -57,11 +57,11 @@ class TimedStore(MessageStore):
 
 
 def fill_kafka(topic: str, count: int, settings: Settings) -> None:
-    kafka_client.create_topic(topic, partitions=3, settings=settings)
-    producer = kafka_client.make_producer(settings, linger_ms=20)
+    kafka_admin.create_topic(topic, partitions=3, settings=settings)
+    producer = kafka.make_producer(settings, linger_ms=20)
     message = Message.now("ingest benchmark", source="bench")
     for _ in range(count):
-        kafka_client.submit(producer, topic, message)
+        kafka.submit(producer, topic, message)
     producer.flush(timeout=120)
     producer.close(timeout=10)
 
@@ -69,7 +69,7 @@ def fill_kafka(topic: str, count: int, settings: Settings) -> None:
 def kafka_raw(topic: str, count: int, settings: Settings, timeout_s: float) -> float:
     """A bare kafka-python poll loop that only counts records."""
     arrivals = Arrivals(count)
-    consumer = kafka_client.make_consumer(topic, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
+    consumer = kafka.make_consumer(topic, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
                                           settings=settings)
     deadline = time.monotonic() + timeout_s
     try:
@@ -85,22 +85,21 @@ def kafka_raw(topic: str, count: int, settings: Settings, timeout_s: float) -> f
 def kafka_api(topic: str, count: int, settings: Settings, timeout_s: float) -> float:
     """The API's background consumer (decode, annotate, store each record)."""
     store = TimedStore(count, settings)
-    worker = kafka_client.BackgroundConsumer(
-        topic, f"bench-api-{uuid.uuid4().hex[:8]}", store, settings)
+    worker = KafkaApiConsumer(topic, f"bench-api-{uuid.uuid4().hex[:8]}", store, settings)
     return _run_api_consumer(worker, store, timeout_s)
 
 
 def fill_rabbit(queues: list[str], count: int, settings: Settings, timeout_s: float) -> None:
     """Publish ``count`` messages to each queue (unconfirmed, for speed), then wait
     until the broker reports them all enqueued."""
-    connection = rabbit_client.connect(settings)
+    connection = rabbitmq.connect(settings)
     try:
         channel = connection.channel()
         message = Message.now("ingest benchmark", source="bench")
         for name in queues:
-            rabbit_client.declare_queue(channel, name)
+            rabbitmq.declare_queue(channel, name)
             for _ in range(count):
-                rabbit_client.publish(channel, message, name)
+                rabbitmq.publish(channel, message, name)
         deadline = time.monotonic() + timeout_s
         for name in queues:
             while channel.queue_declare(name, passive=True).method.message_count < count:
@@ -117,7 +116,7 @@ def rabbit_raw(queue: str, count: int, settings: Settings, timeout_s: float) -> 
     acks once per batch it has stored, ``multiple=True``: fewer frames, which is
     why it can be faster than this loop.)"""
     arrivals = Arrivals(count)
-    connection = rabbit_client.connect(settings)
+    connection = rabbitmq.connect(settings)
     try:
         channel = connection.channel()
         channel.basic_qos(prefetch_count=100)
@@ -137,7 +136,7 @@ def rabbit_raw(queue: str, count: int, settings: Settings, timeout_s: float) -> 
 
 def rabbit_api(queue: str, count: int, settings: Settings, timeout_s: float) -> float:
     store = TimedStore(count, settings)
-    worker = rabbit_client.BackgroundConsumer(queue, store, settings)
+    worker = RabbitApiConsumer(queue, store, settings)
     return _run_api_consumer(worker, store, timeout_s)
 
 

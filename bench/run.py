@@ -17,14 +17,19 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
 
-from bench import ingest, load, ready
-from queue_exp import brokers, kafka_client, procs, rabbit_client, teaching
+from bench import ingest, ready
+from queue_exp import brokers
+from queue_exp.brokers import procs
+from queue_exp.clients import kafka_admin, rabbitmq
 from queue_exp.config import get_settings
+from queue_exp.course import notebook
+from queue_exp.course.perf.load import SEED_BODY, run_load
+from queue_exp.course.run import fresh_namespace
+from queue_exp.waiting import wait_until
 
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 CLIENTS = 32
@@ -37,14 +42,14 @@ def api_send(namespace: str, seconds: float, rounds: int) -> dict:
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        teaching.wait_for(lambda: procs.port_open("127.0.0.1", port), 30, 0.1)
+        wait_until(lambda: procs.port_open("127.0.0.1", port), 30, 0.1)
         for path in ("/kafka/send", "/rabbitmq/send"):  # open the producer and publisher
-            httpx.post(base + path, json=load.BODY, timeout=30).raise_for_status()
+            httpx.post(base + path, json=SEED_BODY, timeout=30).raise_for_status()
         rps: dict[str, list[float]] = {"bare": [], "kafka": [], "rabbitmq": []}
         for _ in range(rounds):
             for name, path in (("bare", "/bench/bare"), ("kafka", "/kafka/send"),
                                ("rabbitmq", "/rabbitmq/send")):
-                result = load.requests_per_second(base + path, CLIENTS, seconds)
+                result = run_load(base + path, CLIENTS, seconds=seconds)
                 if result["failed"]:
                     raise RuntimeError(f"{result['failed']} requests to {path} failed")
                 rps[name].append(result["rps"])
@@ -66,7 +71,7 @@ def consumer_ingest(namespace: str, count: int, rounds: int) -> dict:
     """``count`` messages per RabbitMQ read, five times as many per Kafka read:
     kafka-python reads about five times faster, and a read should last long
     enough (a second or more) that joining the group is not most of it."""
-    settings = replace(get_settings(), namespace=namespace)
+    settings = get_settings().replace(namespace=namespace)
     timeout = 120.0
     topic = settings.name("ingest")
     kafka_count = 5 * count
@@ -75,7 +80,7 @@ def consumer_ingest(namespace: str, count: int, rounds: int) -> dict:
     for _ in range(rounds):  # each read is a fresh group over the same records
         kafka_raw.append(ingest.kafka_raw(topic, kafka_count, settings, timeout))
         kafka_api.append(ingest.kafka_api(topic, kafka_count, settings, timeout))
-    kafka_client.delete_topics([topic], settings=settings)
+    kafka_admin.delete_topics([topic], settings=settings)
 
     rabbit_raw, rabbit_api = [], []
     for i in range(rounds):  # a queue empties as it is read: fill a pair per round
@@ -83,7 +88,7 @@ def consumer_ingest(namespace: str, count: int, rounds: int) -> dict:
         ingest.fill_rabbit([raw_q, api_q], count, settings, timeout)
         rabbit_raw.append(ingest.rabbit_raw(raw_q, count, settings, timeout))
         rabbit_api.append(ingest.rabbit_api(api_q, count, settings, timeout))
-        rabbit_client.delete_queues([raw_q, api_q], settings=settings)
+        rabbitmq.delete_queues([raw_q, api_q], settings=settings)
 
     def mean(values: list[float]) -> float:
         return statistics.mean(values)
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     brokers.up()
-    namespace = teaching.fresh_namespace("bench")
+    namespace = fresh_namespace("bench")
     began = time.monotonic()
     results: dict = {}
     try:
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                                        rounds=1 if args.quick else 3))
         results["brokers_ready_s"] = round(ready.brokers_ready_seconds(), 2)
     finally:
-        teaching.remove_api_resources(replace(get_settings(), namespace=namespace))
+        notebook.remove_api_resources(get_settings().replace(namespace=namespace))
     results["quick"] = args.quick
     results["bench_wall_s"] = round(time.monotonic() - began, 1)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ ratio of their throughputs is what the broker round trip costs. Benchmarks only.
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 
 import uvicorn
 
@@ -17,7 +16,7 @@ from queue_exp.messages import Message
 
 
 def make_app(namespace: str):
-    app = create_app(replace(get_settings(), namespace=namespace))
+    app = create_app(get_settings().replace(namespace=namespace))
 
     @app.post("/bench/bare")
     async def bare(message: Message) -> dict:

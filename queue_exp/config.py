@@ -16,7 +16,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_KAFKA = "localhost:9092"
 DEFAULT_RABBITMQ = "amqp://guest:guest@localhost:5672/%2F"
@@ -59,16 +63,6 @@ def check_namespace(namespace: str) -> str:
     return namespace
 
 
-def _int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
-
-
 def redact_url(url: str) -> str:
     """``amqp://guest:guest@host/`` -> ``amqp://guest:***@host/`` (never show a password)."""
     parts = urlsplit(url)
@@ -79,17 +73,74 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-@dataclass(frozen=True)
-class Settings:
-    kafka_bootstrap_servers: str
-    rabbitmq_url: str
-    rabbitmq_management_url: str | None
-    namespace: str
-    home: Path
-    max_stored_messages: int
-    broker_timeout_s: float
-    max_body_bytes: int = 1024 * 1024
-    max_pending_publishes: int = 10_000
+class _StateFile(PydanticBaseSettingsSource):
+    """The launcher's state file, between the env vars and the defaults."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ gives every value at once
+
+    def __call__(self) -> dict[str, Any]:
+        state = read_state()
+        kafka, rabbit = state.get("kafka") or {}, state.get("rabbitmq") or {}
+        found = {"KAFKA_BOOTSTRAP_SERVERS": kafka.get("bootstrap_servers"),
+                 "RABBITMQ_URL": rabbit.get("url")}
+        if not os.environ.get("RABBITMQ_URL"):
+            # the embedded broker's UI; a broker named by RABBITMQ_URL has its own
+            found["RABBITMQ_MANAGEMENT_URL"] = rabbit.get("management_url")
+        return {key: value for key, value in found.items() if value}
+
+
+class Settings(BaseSettings):
+    """Where the brokers are and the package's limits. Read with :func:`get_settings`;
+    a changed copy with :meth:`replace`."""
+
+    # aliases only: matching field names too would read HOME as QUEUE_EXP_HOME
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    # each field is read from the env var its alias names
+    kafka_bootstrap_servers: str = Field(DEFAULT_KAFKA, alias="KAFKA_BOOTSTRAP_SERVERS")
+    rabbitmq_url: str = Field(DEFAULT_RABBITMQ, alias="RABBITMQ_URL")
+    # default: port 15672 on the RabbitMQ host (see _management_default)
+    rabbitmq_management_url: str | None = Field(None, alias="RABBITMQ_MANAGEMENT_URL")
+    namespace: str = Field("", alias="QUEUE_EXP_NAMESPACE")
+    home: Path = Field(default_factory=home_dir, alias="QUEUE_EXP_HOME")
+    max_stored_messages: int = Field(1000, ge=1, alias="QUEUE_EXP_MAX_STORED_MESSAGES")
+    broker_timeout_ms: int = Field(4000, ge=100, alias="QUEUE_EXP_BROKER_TIMEOUT_MS")
+    max_body_bytes: int = Field(1024 * 1024, ge=1, alias="QUEUE_EXP_MAX_BODY_BYTES")
+    max_pending_publishes: int = Field(10_000, ge=1, alias="QUEUE_EXP_MAX_PENDING_PUBLISHES")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):
+        # explicit arguments, then env vars, then the launcher's state file, then defaults
+        return init_settings, env_settings, _StateFile(settings_cls)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        value = value.strip()
+        return check_namespace(value) if value else ""
+
+    @field_validator("home")
+    @classmethod
+    def _home(cls, value: Path) -> Path:
+        return Path(value).resolve()
+
+    @model_validator(mode="after")
+    def _management_default(self) -> Settings:
+        if not self.rabbitmq_management_url:
+            host = urlsplit(self.rabbitmq_url).hostname or "localhost"
+            object.__setattr__(self, "rabbitmq_management_url", f"http://{host}:15672")
+        return self
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` (field names), e.g. ``replace(namespace="alice")``."""
+        return self.model_copy(update=changes)
+
+    @property
+    def broker_timeout_s(self) -> float:
+        """How long a client waits for a broker before giving up."""
+        return self.broker_timeout_ms / 1000
 
     def name(self, base: str) -> str:
         """Prefix a topic, queue, exchange or group name with the namespace, if any."""
@@ -114,40 +165,10 @@ class Settings:
         return redact_url(self.rabbitmq_url)
 
 
-def _namespace_env() -> str:
-    namespace = os.environ.get("QUEUE_EXP_NAMESPACE", "").strip()
-    return check_namespace(namespace) if namespace else ""
-
-
 def get_settings() -> Settings:
-    state = read_state()
-    kafka_state = state.get("kafka") or {}
-    rabbit_state = state.get("rabbitmq") or {}
-    kafka = (
-        os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        or kafka_state.get("bootstrap_servers")
-        or DEFAULT_KAFKA
-    )
-    rabbit = os.environ.get("RABBITMQ_URL") or rabbit_state.get("url") or DEFAULT_RABBITMQ
-    if os.environ.get("RABBITMQ_MANAGEMENT_URL"):
-        management = os.environ["RABBITMQ_MANAGEMENT_URL"]
-    elif os.environ.get("RABBITMQ_URL"):
-        # an explicit broker (Docker, a teacher's server): its UI on the usual port
-        host = urlsplit(rabbit).hostname or "localhost"
-        management = f"http://{host}:15672"
-    else:
-        management = rabbit_state.get("management_url") or "http://localhost:15672"
-    return Settings(
-        kafka_bootstrap_servers=kafka,
-        rabbitmq_url=rabbit,
-        rabbitmq_management_url=management,
-        namespace=_namespace_env(),
-        home=home_dir(),
-        max_stored_messages=_int_env("QUEUE_EXP_MAX_STORED_MESSAGES", 1000),
-        broker_timeout_s=float(_int_env("QUEUE_EXP_BROKER_TIMEOUT_MS", 4000)) / 1000,
-        max_body_bytes=_int_env("QUEUE_EXP_MAX_BODY_BYTES", 1024 * 1024),
-        max_pending_publishes=_int_env("QUEUE_EXP_MAX_PENDING_PUBLISHES", 10_000),
-    )
+    """The settings now: env vars, then the state file, then the defaults. Raises
+    ``ValueError`` naming the variable when one has a value that does not fit."""
+    return Settings()
 
 
 @dataclass(frozen=True)

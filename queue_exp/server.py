@@ -18,7 +18,7 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -102,7 +102,7 @@ def start_api(
 
             settings = get_settings()
             if namespace is not None:
-                settings = replace(settings, namespace=namespace)
+                settings = settings.replace(namespace=namespace)
             app = create_app(settings)
         # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose
         # proto says TCP, and with Nagle on, every keep-alive request after the

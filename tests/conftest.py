@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
 
-from queue_exp import brokers, procs, teaching
+from queue_exp import brokers
 from queue_exp.api import create_app
+from queue_exp.brokers import procs
 from queue_exp.config import Settings, get_settings
+from queue_exp.course import notebook
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def namespace() -> str:
 @pytest.fixture
 def settings(namespace: str) -> Settings:
     """Settings on the session's real brokers, with a namespace no other test uses."""
-    return replace(get_settings(), namespace=namespace)
+    return get_settings().replace(namespace=namespace)
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def client(settings: Settings):
     are deleted afterwards."""
     with TestClient(create_app(settings)) as test_client:
         yield test_client
-    teaching.remove_api_resources(settings)
+    notebook.remove_api_resources(settings)
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ import sys
 import httpx
 import pytest
 
-from queue_exp import procs, teaching
+from queue_exp.brokers import procs
 from queue_exp.config import REPO_ROOT
+from queue_exp.waiting import wait_until
 
 
 def test_brokers_status_command_shows_both_up():
@@ -51,7 +52,7 @@ def test_make_lab_serves_jupyterlab_headless():
                 return None
             return reply.json() if reply.status_code == 200 else None
 
-        contents = teaching.wait_for(lab_answers, timeout_s=60, interval_s=0.5)
+        contents = wait_until(lab_answers, timeout_s=60, interval_s=0.5)
         names = {item["name"] for item in contents["content"]}
         assert "00-setup-check.ipynb" in names  # serving notebooks/, not the repo root
     finally:

@@ -9,9 +9,11 @@ import sys
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from queue_exp import kafka_client, procs, teaching
-from queue_exp.rabbit_management import Management
-from tests.test_brokers import LOOPBACK, listening_addresses
+from queue_exp.brokers import procs
+from queue_exp.clients import kafka_admin
+from queue_exp.clients.rabbitmq_management import Management
+from queue_exp.course import notebook
+from queue_exp.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +25,7 @@ def rabbit_connections(management: Management, name: str) -> int:
 
 
 def group_members(group: str) -> int:
-    admin = kafka_client.make_admin()
+    admin = kafka_admin.make_admin()
     try:
         described = admin.describe_groups([group])[group]
     finally:
@@ -50,19 +52,19 @@ assert api.post("/rabbitmq/send", json={{"message": "x", "timestamp": "2023-01-0
                                         "source": "t"}}).status_code == 200
 """)
         with Management() as management:
-            teaching.wait_for(lambda: group_members(group) == 1, 20, 0.5)
-            teaching.wait_for(
+            wait_until(lambda: group_members(group) == 1, 20, 0.5)
+            wait_until(
                 lambda: rabbit_connections(management, f"{namespace}.queue_exp") >= 2, 20, 0.5)
             manager.restart_kernel(now=False)  # as the Kernel menu does: a clean shutdown
-            teaching.wait_for(
+            wait_until(
                 lambda: rabbit_connections(management, f"{namespace}.queue_exp") == 0, 20, 0.5)
         # within 3 s, i.e. before the 6 s session timeout could expire it: the consumer
         # left the group cleanly (LeaveGroup at shutdown), it was not just abandoned
-        teaching.wait_for(lambda: group_members(group) == 0, 3, 0.2)
+        wait_until(lambda: group_members(group) == 0, 3, 0.2)
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
-        teaching.remove_api_resources(settings)
+        notebook.remove_api_resources(settings)
 
 
 def test_serve_binds_loopback_only():
@@ -71,9 +73,9 @@ def test_serve_binds_loopback_only():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        teaching.wait_for(lambda: procs.port_open("127.0.0.1", port), 30, 0.2)
-        found = listening_addresses({port})
-        assert found and {address for address, _ in found} <= LOOPBACK, found
+        wait_until(lambda: procs.port_open("127.0.0.1", port), 30, 0.2)
+        found = procs.listening({port})
+        assert found and {address for address, _ in found} <= procs.LOOPBACK, found
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(15)

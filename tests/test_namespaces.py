@@ -5,20 +5,21 @@ import subprocess
 import sys
 import threading
 import uuid
-from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
 
-from queue_exp import kafka_client, namespaces, rabbit_client, teaching
+from queue_exp import namespaces
 from queue_exp.api import create_app
+from queue_exp.clients import kafka, kafka_admin, rabbitmq
 from queue_exp.config import get_settings
+from queue_exp.course import notebook
 from tests.conftest import SEED_BODY
 
 
 def student(namespace: str, results: dict, barrier: threading.Barrier) -> None:
     """What one student's notebook does through the API, in their namespace."""
-    settings = replace(get_settings(), namespace=namespace)
+    settings = get_settings().replace(namespace=namespace)
     with TestClient(create_app(settings)) as client:
         barrier.wait(30)  # both students work at the same time
         for broker in ("kafka", "rabbitmq"):
@@ -28,7 +29,7 @@ def student(namespace: str, results: dict, barrier: threading.Barrier) -> None:
                 assert client.post(f"/{broker}/send", json=body).status_code == 200
         barrier.wait(30)  # everything of both is sent before anyone reads
         results[namespace] = {
-            broker: sorted(m["message"] for m in teaching.wait_for_messages(
+            broker: sorted(m["message"] for m in notebook.wait_for_messages(
                 client, broker, 5, timeout_s=20))
             for broker in ("kafka", "rabbitmq")
         }
@@ -75,14 +76,14 @@ def test_reset_deletes_exactly_the_namespace(two_namespaces):
     lookalike = f"{mine}x"  # starts like mine, but is another namespace
     created = []
     for namespace in (mine, other, lookalike):
-        settings = replace(get_settings(), namespace=namespace)
-        kafka_client.create_topic(settings.name("orders"), settings=settings)
-        kafka_client.consume(settings.name("orders"), group_id=settings.name("billing"),
+        settings = get_settings().replace(namespace=namespace)
+        kafka_admin.create_topic(settings.name("orders"), settings=settings)
+        kafka.consume(settings.name("orders"), group_id=settings.name("billing"),
                              max_messages=1, timeout_s=2, settings=settings)
-        connection = rabbit_client.connect(settings)
+        connection = rabbitmq.connect(settings)
         channel = connection.channel()
-        rabbit_client.declare_exchange(channel, settings.name("logs"), "fanout")
-        rabbit_client.declare_queue(channel, settings.name("tasks"))
+        rabbitmq.declare_exchange(channel, settings.name("logs"), "fanout")
+        rabbitmq.declare_queue(channel, settings.name("tasks"))
         connection.close()
         created.append(settings)
     before_other = namespaces.owned(other)

@@ -4,7 +4,7 @@ import threading
 
 import httpx
 
-from queue_exp import teaching
+from queue_exp.course import notebook
 from queue_exp.server import running_api, start_api, stop_api
 from tests.conftest import SEED_BODY
 
@@ -24,13 +24,13 @@ def test_start_twice_reuses_the_server_and_stop_leaves_no_threads(namespace):
         assert api.post("/kafka/consume").json()["status"] == "started"
         assert api.post("/rabbitmq/consume").json()["status"] == "started"
         assert api.post("/rabbitmq/send", json=SEED_BODY).status_code == 200
-        assert "queue_exp-rabbitmq-consumer" in api_threads()
+        assert "queue_exp-api-rabbitmq-consumer" in api_threads()
         settings = api.settings
     finally:
         api.stop()
     assert not api.running and running_api() is None
     assert api_threads() == before
-    teaching.remove_api_resources(settings)
+    notebook.remove_api_resources(settings)
 
 
 def test_stop_api_is_safe_when_nothing_runs():

@@ -1,0 +1,120 @@
+"""``/kafka``: send (one shared producer), consume (a background consumer
+thread) and the messages it received."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from kafka.errors import RetriableError
+
+from queue_exp.api.bridge import LoopResolver
+from queue_exp.api.consumers import KafkaApiConsumer, MessageStore, messages_reply, start_consumer
+from queue_exp.clients import kafka, kafka_admin
+from queue_exp.config import Settings
+from queue_exp.errors import BrokerUnavailable
+from queue_exp.messages import Message
+
+router = APIRouter(prefix="/kafka", tags=["kafka"])
+
+KAFKA_TOPIC_PARTITIONS = 3
+
+
+class KafkaService:
+    """The shared producer (thread-safe, opened on first send) and the consumer thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = settings.kafka_topic
+        self.store = MessageStore(settings.max_stored_messages)
+        self.consumer = KafkaApiConsumer(self.topic, settings.kafka_group, self.store, settings)
+        self._producer = None
+        self._lock = threading.Lock()
+        self._resolver: LoopResolver | None = None
+
+    def producer(self):
+        """Open the producer (and the API's topic) once; blocking, call off the loop."""
+        with self._lock:
+            if self._producer is None:
+                kafka_admin.create_topic(
+                    self.topic, partitions=KAFKA_TOPIC_PARTITIONS, settings=self.settings
+                )
+                producer = kafka.make_producer(self.settings)
+                # fetch the topic's metadata now, so that send() never waits for it
+                producer.partitions_for(self.topic)
+                self._producer = producer
+            return self._producer
+
+    async def send(self, message: Message) -> dict[str, Any]:
+        if self._resolver is None:
+            self._resolver = LoopResolver(asyncio.get_running_loop())
+        resolver = self._resolver
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def submit(producer) -> None:
+            future = kafka.submit(producer, self.topic, message)
+            future.add_callback(lambda meta: resolver.post(done, meta))
+            future.add_errback(lambda exc: resolver.post(done, exc, failed=True))
+
+        address = self.settings.kafka_bootstrap_servers
+        try:
+            if self._producer is None:
+                # the first send opens the producer (bootstrap, topic): blocking, off the loop
+                await run_in_threadpool(lambda: submit(self.producer()))
+            else:
+                # metadata is cached: send() only appends to a batch for the sender thread
+                submit(self._producer)
+            meta = await resolver.wait(done, self.settings.broker_timeout_s + 2)
+        except TimeoutError as exc:
+            raise BrokerUnavailable("Kafka", address, "no acknowledgement in time") from exc
+        except RetriableError as exc:  # timeouts and lost connections, not bad requests
+            raise BrokerUnavailable("Kafka", address, type(exc).__name__) from exc
+        return {
+            "status": "sent",
+            "topic": meta.topic,
+            "partition": meta.partition,
+            "offset": meta.offset,
+            "key": message.key,
+        }
+
+    def close(self) -> None:
+        self.consumer.stop()
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None
+
+
+
+def _service(request: Request) -> KafkaService:
+    return request.app.state.kafka
+
+
+@router.post("/send")
+async def kafka_send(message: Message, request: Request) -> dict[str, Any]:
+    """Produce one message (``acks='all'``); replies with its topic, partition and offset."""
+    return await _service(request).send(message)
+
+
+@router.post("/consume")
+async def kafka_consume(request: Request) -> dict[str, Any]:
+    """Start the background consumer (a second call leaves the running one alone)."""
+    service = _service(request)
+    return await start_consumer(
+        "Kafka",
+        service.consumer,
+        lambda: kafka.ping(service.settings),
+        {"topic": service.topic, "group_id": service.consumer.group_id},
+    )
+
+
+@router.get("/messages")
+async def kafka_messages(request: Request) -> dict[str, Any]:
+    """Messages the background consumer has received, oldest first (the newest N kept)."""
+    service = _service(request)
+    return messages_reply(service.consumer, service.store)
+
+

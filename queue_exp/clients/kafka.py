@@ -1,0 +1,195 @@
+"""Kafka clients on kafka-python: a producer, a consumer, a bounded read, a ping.
+
+Kafka vocabulary (topic, partition, offset, consumer group) stays in this module
+and :mod:`~queue_exp.clients.kafka_admin`. Every call here is bounded by a
+timeout, so a notebook cell can never hang on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError, KafkaTimeoutError
+
+from queue_exp.clients.kafka_admin import BROKER, make_admin, ms, partitions_of, unavailable
+from queue_exp.config import Settings, get_settings
+from queue_exp.errors import BrokerUnavailable
+from queue_exp.messages import Message, decode_lenient, encode
+
+log = logging.getLogger(__name__)
+
+
+def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaProducer:
+    """A producer that waits for every in-sync replica (``acks='all'``) and never
+    writes a retried record twice (idempotence). Raises ``BrokerUnavailable``."""
+    settings = settings or get_settings()
+    timeout = ms(settings.broker_timeout_s)
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "bootstrap_timeout_ms": timeout,
+        # how long send() may block waiting for topic metadata
+        "max_block_ms": timeout,
+        "request_timeout_ms": max(timeout - 1000, 1000),
+        # give up on a record (and fail its future) after this long, so an outage
+        # surfaces within seconds instead of the 2-minute production default
+        "delivery_timeout_ms": timeout,
+        "client_id": settings.name("queue_exp-producer"),
+        # after an outage, retry the broker every ≤2 s (production default: up to 30 s)
+        "reconnect_backoff_max_ms": 2000,
+    }
+    config.update(overrides)
+    try:
+        return KafkaProducer(**config)
+    except KafkaTimeoutError as exc:
+        raise unavailable(settings, exc) from exc
+
+
+def make_consumer(
+    *topics: str,
+    group_id: str | None = None,
+    from_beginning: bool = True,
+    settings: Settings | None = None,
+    **overrides: Any,
+) -> KafkaConsumer:
+    """A consumer subscribed to ``topics`` (or unsubscribed if none is given).
+
+    Group timings are shortened so that a join or rebalance takes about a second
+    (production defaults: 45 s session timeout, 3 s heartbeat)."""
+    settings = settings or get_settings()
+    timeout = ms(settings.broker_timeout_s)
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "group_id": group_id,
+        "auto_offset_reset": "earliest" if from_beginning else "latest",
+        "bootstrap_timeout_ms": timeout,
+        "request_timeout_ms": max(timeout, 10_000),
+        "session_timeout_ms": 6000,
+        "heartbeat_interval_ms": 500,
+        "client_id": settings.name("queue_exp-consumer"),
+        "reconnect_backoff_max_ms": 2000,
+    }
+    config.update(overrides)
+    try:
+        return KafkaConsumer(*topics, **config)
+    except KafkaTimeoutError as exc:
+        raise unavailable(settings, exc) from exc
+
+
+def offsets_for_time(
+    topic: str, timestamp_ms: int, settings: Settings | None = None
+) -> dict[int, int | None]:
+    """Per partition: the first offset whose record timestamp is at or after
+    ``timestamp_ms`` (``KafkaConsumer.offsets_for_times``); ``None`` where no
+    record is that recent."""
+    consumer = make_consumer(settings=settings)
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions_of(topic, settings)]
+        timeout = ms((settings or get_settings()).broker_timeout_s)
+        found = consumer.offsets_for_times({tp: timestamp_ms for tp in tps}, timeout_ms=timeout)
+    finally:
+        consumer.close()
+    return {tp.partition: (found[tp].offset if found.get(tp) else None) for tp in tps}
+
+
+def record_to_dict(record: Any) -> dict[str, Any]:
+    """A ConsumerRecord as the API and the notebooks show it: the message plus
+    where it sits in the log (topic, partition, offset)."""
+    item = decode_lenient(record.value)
+    if record.key is not None and "key" not in item:
+        item["key"] = record.key.decode("utf-8", errors="replace")
+    item.update(topic=record.topic, partition=record.partition, offset=record.offset)
+    return item
+
+
+def submit(
+    producer: KafkaProducer, topic: str, message: Message, timestamp_ms: int | None = None,
+    partition: int | None = None,
+) -> Any:
+    """Hand one message to the producer without waiting; returns kafka-python's
+    future (``.get(timeout)``, ``add_callback``, ``add_errback``).
+
+    The message's ``key`` (if any) becomes the record key, which picks the partition
+    unless ``partition`` names one. ``timestamp_ms`` sets the record's timestamp
+    (default: now, set by the producer).
+    """
+    key = message.key.encode() if message.key is not None else None
+    return producer.send(topic, value=encode(message), key=key, timestamp_ms=timestamp_ms,
+                         partition=partition)
+
+
+def send(
+    producer: KafkaProducer, topic: str, message: Message, timeout_s: float = 10.0
+) -> dict[str, Any]:
+    """Send one message and wait for the broker's acknowledgement."""
+    try:
+        meta = submit(producer, topic, message).get(timeout=timeout_s)
+    except KafkaTimeoutError as exc:
+        raise BrokerUnavailable(BROKER, _bootstrap_of(producer), "send timed out") from exc
+    return {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}
+
+
+def _bootstrap_of(client: Any) -> str:
+    servers = client.config.get("bootstrap_servers", "?")
+    return servers if isinstance(servers, str) else ",".join(servers)
+
+
+def consume(
+    topic: str,
+    *,
+    group_id: str | None = None,
+    max_messages: int = 100,
+    timeout_s: float = 5.0,
+    from_beginning: bool = True,
+    settings: Settings | None = None,
+) -> list[dict[str, Any]]:
+    """Read up to ``max_messages`` from ``topic``, for at most ``timeout_s`` seconds.
+
+    With a ``group_id`` the group's committed offset is used (and advanced);
+    without one the read starts at the beginning (or end) and commits nothing.
+    """
+    consumer = make_consumer(
+        topic, group_id=group_id, from_beginning=from_beginning, settings=settings
+    )
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < max_messages:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            batch = consumer.poll(
+                timeout_ms=ms(min(left, 0.5)), max_records=max_messages - len(out)
+            )
+            for records in batch.values():
+                out.extend(record_to_dict(r) for r in records)
+    finally:
+        consumer.close()
+    return sorted(out, key=lambda m: (m["partition"], m["offset"]))
+
+
+def ping(settings: Settings | None = None) -> dict[str, Any]:
+    """Is Kafka reachable? Returns ``{"reachable", "address", ...}``; never raises."""
+    settings = settings or get_settings()
+    result: dict[str, Any] = {"reachable": False, "address": settings.kafka_bootstrap_servers}
+    try:
+        admin = make_admin(settings)
+    except BrokerUnavailable as exc:
+        result["error"] = str(exc)
+        return result
+    try:
+        cluster = admin.describe_cluster()
+        result.update(
+            reachable=True,
+            cluster_id=cluster.get("cluster_id"),
+            brokers=len(cluster.get("brokers", [])),
+        )
+    except KafkaError as exc:
+        result["error"] = str(unavailable(settings, exc))
+    finally:
+        admin.close()
+    return result

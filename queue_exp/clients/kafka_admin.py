@@ -1,0 +1,238 @@
+"""Kafka administration on kafka-python's ``KafkaAdminClient``: create, describe
+and delete topics and groups, and read the offsets that describe a log.
+
+Every call opens an admin client, is bounded by the broker timeout and closes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaAdminClient, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic, OffsetSpec
+from kafka.errors import KafkaTimeoutError, RetriableError, TopicAlreadyExistsError
+
+from queue_exp.config import Settings, get_settings
+from queue_exp.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+BROKER = "Kafka"
+
+
+def ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def unavailable(settings: Settings, exc: Exception) -> BrokerUnavailable:
+    return BrokerUnavailable(BROKER, settings.kafka_bootstrap_servers, f"{type(exc).__name__}")
+
+
+def make_admin(settings: Settings | None = None) -> KafkaAdminClient:
+    settings = settings or get_settings()
+    timeout = ms(settings.broker_timeout_s)
+    try:
+        return KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            bootstrap_timeout_ms=timeout,
+            request_timeout_ms=timeout,
+            client_id=settings.name("queue_exp-admin"),
+        )
+    except KafkaTimeoutError as exc:
+        raise unavailable(settings, exc) from exc
+
+
+def create_topic(
+    name: str,
+    partitions: int = 1,
+    config: dict[str, str] | None = None,
+    settings: Settings | None = None,
+    replication_factor: int = 1,
+) -> bool:
+    """Create a topic; returns False if it already existed."""
+    admin = make_admin(settings)
+    try:
+        admin.create_topics(
+            [NewTopic(name, partitions, replication_factor, topic_configs=config or {})],
+            timeout_ms=10_000,
+            wait_for_metadata=True,
+        )
+        return True
+    except TopicAlreadyExistsError:
+        return False
+    finally:
+        admin.close()
+
+
+def delete_topics(names: Iterable[str], settings: Settings | None = None) -> None:
+    """Delete topics; names that do not exist are ignored."""
+    names = list(names)
+    if not names:
+        return
+    admin = make_admin(settings)
+    try:
+        admin.delete_topics(names, timeout_ms=10_000, raise_errors=False)
+    finally:
+        admin.close()
+
+
+def delete_groups(group_ids: Iterable[str], settings: Settings | None = None) -> None:
+    """Delete consumer groups (they must have no live members); unknown ids are ignored."""
+    group_ids = list(group_ids)
+    if not group_ids:
+        return
+    admin = make_admin(settings)
+    deadline = time.monotonic() + 15
+    try:
+        while True:
+            try:
+                results = admin.delete_groups(group_ids)
+                break
+            except RetriableError:
+                # right after a broker (re)start the group coordinator is still loading
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        for group_id, error in results.items():
+            if error not in ("OK", "GroupIdNotFoundError"):
+                log.warning("could not delete group %s: %s", group_id, error)
+    finally:
+        admin.close()
+
+
+def partitions_of(topic: str, settings: Settings | None = None) -> list[int]:
+    """The partition numbers of ``topic``, sorted (empty if the topic does not exist)."""
+    admin = make_admin(settings)
+    try:
+        described = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    return sorted(
+        p["partition_index"] for t in described if t["error_code"] == 0 for p in t["partitions"]
+    )
+
+
+def log_offsets(topic: str, settings: Settings | None = None) -> list[dict[str, int]]:
+    """Per partition: the first offset still stored, the end offset (the next one to
+    be written) and how many records lie between. Retention moves the first offset."""
+    tps = [TopicPartition(topic, p) for p in partitions_of(topic, settings)]
+    admin = make_admin(settings)
+    try:
+        first = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps})
+        end = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
+    finally:
+        admin.close()
+    return [
+        {
+            "partition": tp.partition,
+            "first_offset": first[tp].offset,
+            "end_offset": end[tp].offset,
+            "records": end[tp].offset - first[tp].offset,
+        }
+        for tp in tps
+    ]
+
+
+def group_offsets(
+    group_id: str, topic: str, settings: Settings | None = None
+) -> list[dict[str, Any]]:
+    """Per partition of ``topic``: the group's committed offset (the next record it
+    will read; ``None`` if it never committed one), the end offset, and the lag
+    (records written that the group has not yet committed as read)."""
+    ends = {row["partition"]: row["end_offset"] for row in log_offsets(topic, settings)}
+    admin = make_admin(settings)
+    try:
+        committed = admin.list_group_offsets({group_id: None}).get(group_id, {})
+    finally:
+        admin.close()
+    by_partition = {tp.partition: meta.offset for tp, meta in committed.items()
+                    if tp.topic == topic and meta.offset >= 0}
+    rows = []
+    for partition, end in sorted(ends.items()):
+        done = by_partition.get(partition)
+        rows.append({
+            "partition": partition,
+            "committed": done,
+            "end_offset": end,
+            "lag": None if done is None else end - done,
+        })
+    return rows
+
+
+def config_values(
+    kind: str, name: str | None, keys: Iterable[str], settings: Settings | None = None
+) -> list[dict[str, Any]]:
+    """The effective value of each config ``key`` of a topic (``kind='topic'``, ``name``
+    its name) or of the broker (``kind='broker'``, ``name`` ignored: the first broker),
+    where the value comes from, and Kafka's built-in default where the broker reports
+    it (it does for broker settings, not for a topic's own overrides: ``None``)."""
+    keys = list(keys)
+    admin = make_admin(settings)
+    try:
+        if kind == "broker":
+            name = str(admin.describe_cluster()["brokers"][0]["broker_id"])
+        types = {"topic": ConfigResourceType.TOPIC, "broker": ConfigResourceType.BROKER}
+        found = admin.describe_configs(
+            [ConfigResource(types[kind], name, dict.fromkeys(keys))],
+            include_synonyms=True, config_filter="all",
+        )[kind][name]
+    finally:
+        admin.close()
+    rows = []
+    for key in keys:
+        entry = found[key]
+        defaults = [s["value"] for s in entry["synonyms"] if s["source"] == "DEFAULT_CONFIG"]
+        rows.append({
+            "setting": key,
+            "value": entry["value"],
+            "set by": entry["config_source"],
+            "Kafka default": defaults[0] if defaults
+            else entry["value"] if entry["config_source"] == "DEFAULT_CONFIG" else None,
+        })
+    return rows
+
+
+def list_names(settings: Settings | None = None) -> dict[str, list[str]]:
+    """The names of every topic and every consumer group on the broker."""
+    admin = make_admin(settings)
+    try:
+        return {"topics": sorted(admin.list_topics()),
+                "groups": sorted(g["group_id"] for g in admin.list_groups())}
+    finally:
+        admin.close()
+
+
+def topic_bytes_on_disk(topic: str, settings: Settings | None = None) -> int | None:
+    """What the brokers report as the size of ``topic``'s log segments, in bytes."""
+    admin = make_admin(settings)
+    try:
+        dirs = admin.describe_log_dirs(topic_partitions=[topic])
+    finally:
+        admin.close()
+    sizes = [
+        part["partition_size"]
+        for broker in dirs for log_dir in broker.get("log_dirs", [])
+        for t in log_dir.get("topics", []) if t["name"] == topic
+        for part in t["partitions"]
+    ]
+    return sum(sizes) if sizes else None
+
+
+def group_members(group_id: str, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The live members of a consumer group as the broker sees them: client id and
+    the partitions assigned to each (``{topic: [partitions]}``); empty if none."""
+    admin = make_admin(settings)
+    try:
+        group = admin.describe_groups([group_id]).get(group_id) or {}
+    finally:
+        admin.close()
+    members = []
+    for member in group.get("members") or []:
+        assigned = (member.get("member_assignment") or {}).get("assigned_partitions") or []
+        members.append({"client_id": member["client_id"],
+                        "member_id": member["member_id"],
+                        "partitions": {a["topic"]: sorted(a["partitions"]) for a in assigned}})
+    return sorted(members, key=lambda m: m["member_id"])

@@ -1,0 +1,36 @@
+"""Kafka vs RabbitMQ, side by side (notebook 08): each experiment runs the same
+scenario on both brokers and returns plain rows; the comparison table is built
+from those rows.
+
+* :mod:`~queue_exp.course.compare.io` - numbered messages, a confirmed publish, a bounded read
+* :mod:`~queue_exp.course.compare.workers` - a Kafka consumer group and competing RabbitMQ
+  workers, each consumer in its own thread, with the same handler interface
+* :mod:`~queue_exp.course.compare.retention` - the same messages read three times
+* :mod:`~queue_exp.course.compare.consumers` - sharing work, scaling past partitions, fan-out
+* :mod:`~queue_exp.course.compare.ordering` - a failed event retried (seek) or requeued (nack)
+* :mod:`~queue_exp.course.compare.delivery` - a crash between work and confirm; Kafka transactions
+* :mod:`~queue_exp.course.compare.table`, :mod:`~queue_exp.course.compare.plots` - the
+  table, the pictures
+
+Every helper is bounded by a timeout; consumer threads stop on an event.
+"""
+
+from queue_exp.course.compare.consumers import fan_out, split_work
+from queue_exp.course.compare.delivery import (
+    AT_LEAST_ONCE,
+    AT_MOST_ONCE,
+    crash_between_steps,
+    kafka_transaction_crash,
+)
+from queue_exp.course.compare.io import numbered
+from queue_exp.course.compare.ordering import KEYS, retry_one
+from queue_exp.course.compare.plots import plot_ordering, plot_split
+from queue_exp.course.compare.retention import read_three_times, stream_consumer_rules
+from queue_exp.course.compare.table import SEED, comparison_rows, seed_check
+
+__all__ = [
+    "AT_LEAST_ONCE", "AT_MOST_ONCE", "KEYS", "SEED", "comparison_rows",
+    "crash_between_steps", "fan_out", "kafka_transaction_crash", "numbered", "plot_ordering",
+    "plot_split", "read_three_times", "retry_one", "seed_check", "split_work",
+    "stream_consumer_rules",
+]

@@ -1,0 +1,34 @@
+"""Throughput, latency and load, measured (notebook 09 and ``bench/``). Every
+helper sends or reads a fixed number of messages with a time limit and returns
+plain rows; a :class:`~queue_exp.course.perf.cpu.Stopwatch` around each run says
+not only how fast, but who was busy.
+
+* :mod:`~queue_exp.course.perf.cpu` - wall time and CPU of the client and the brokers
+* :mod:`~queue_exp.course.perf.sizes` - message bodies of a size; throughput per size
+* :mod:`~queue_exp.course.perf.kafka`, :mod:`~queue_exp.course.perf.rabbitmq` - throughput
+* :mod:`~queue_exp.course.perf.latency` - end-to-end latency at a fixed rate
+* :mod:`~queue_exp.course.perf.load` - HTTP load on the API (the one load generator)
+* :mod:`~queue_exp.course.perf.plots` - the pictures
+
+Notebooks use the names below as ``from queue_exp.course import perf``.
+"""
+
+from queue_exp.course.perf.cpu import Stopwatch, broker_pids
+from queue_exp.course.perf.kafka import (
+    available_codecs,
+    kafka_compression,
+    kafka_consume,
+    kafka_produce,
+    kafka_settings_grid,
+)
+from queue_exp.course.perf.latency import LatencyRun, kafka_latency, percentiles, rabbit_latency
+from queue_exp.course.perf.load import api_end_to_end, api_load
+from queue_exp.course.perf.rabbitmq import confirm_modes, rabbit_consume, rabbit_publish
+from queue_exp.course.perf.sizes import make_bodies, size_sweep
+
+__all__ = [
+    "LatencyRun", "Stopwatch", "api_end_to_end", "api_load", "available_codecs",
+    "broker_pids", "confirm_modes", "kafka_compression", "kafka_consume", "kafka_latency",
+    "kafka_produce", "kafka_settings_grid", "make_bodies", "percentiles", "rabbit_consume",
+    "rabbit_latency", "rabbit_publish", "size_sweep",
+]

@@ -1,0 +1,83 @@
+"""Message bodies of a given size (compressible like real events, the same bytes
+every run), and throughput per message size on both brokers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from queue_exp.clients import kafka_admin
+from queue_exp.config import Settings, get_settings
+from queue_exp.messages import Message, encode
+
+Progress = Callable[..., Iterable[Any]]
+
+_WORDS = (
+    "order shipped customer payment invoice warehouse parcel delayed refund "
+    "accepted rejected pending retry account balance update created deleted "
+    "queue topic partition offset consumer producer broker message event stream "
+    "alpha beta gamma delta north south east west red green blue small large"
+).split()
+
+
+def make_bodies(count: int, size: int, seed: int = 9) -> list[bytes]:
+    """``count`` encoded messages of about ``size`` bytes each: JSON whose text is
+    made of common words and numbers (compressible like real events, unlike
+    random bytes; seeded, so every run sends the same bytes)."""
+    rng = random.Random(seed)
+    pool_words = [
+        rng.choice(_WORDS) if rng.random() < 0.8 else str(rng.randrange(100_000))
+        for _ in range(max(2000, 3 * size // 5))
+    ]
+    pool = " ".join(pool_words)
+    stamp = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    overhead = len(encode(Message(message="", timestamp=stamp, source="perf")))
+    text_len = max(1, size - overhead)
+    bodies = []
+    for i in range(count):
+        start = rng.randrange(max(1, len(pool) - text_len))
+        text = f"#{i} " + pool[start:start + text_len]
+        bodies.append(encode(Message(message=text[:text_len], timestamp=stamp, source="perf")))
+    return bodies
+
+
+def size_sweep(
+    topic_of: Callable[[int], str],
+    queue: str,
+    sizes: Sequence[int] = (100, 1_000, 10_000, 60_000),
+    *,
+    bytes_per_run: int = 10_000_000,
+    max_count: int = 20_000,
+    min_count: int = 100,
+    progress: Progress | None = None,
+    timeout_s: float = 15.0,
+    settings: Settings | None = None,
+) -> list[dict[str, Any]]:
+    """Per message size: send about ``bytes_per_run`` bytes of messages that
+    size (between ``min_count`` and ``max_count`` messages) to a topic of its own
+    (``topic_of(size)``) and to ``queue``, then read them back from each.
+    ``queue`` must exist and have no consumer. Rows: size, broker, direction,
+    msg/s, MB/s, CPU, and for Kafka's producer the records per request."""
+    settings = settings or get_settings()
+    from queue_exp.course.perf.kafka import kafka_consume, kafka_produce
+    from queue_exp.course.perf.rabbitmq import rabbit_consume, rabbit_publish
+
+    rows = []
+    for size in progress(sizes, desc="message sizes") if progress else sizes:
+        count = min(max_count, max(min_count, bytes_per_run // size))
+        bodies = make_bodies(count, size)
+        topic = topic_of(size)
+        kafka_admin.create_topic(topic, 1, settings=settings)
+        runs = [
+            kafka_produce(topic, bodies, what="send", timeout_s=timeout_s, settings=settings),
+            kafka_consume(topic, count, what="receive", timeout_s=timeout_s, settings=settings),
+            rabbit_publish(queue, bodies, what="send", timeout_s=timeout_s, settings=settings),
+            rabbit_consume(queue, count, what="receive", timeout_s=timeout_s, settings=settings),
+        ]
+        for run in runs:
+            rows.append({"size B": size, **{k: run[k] for k in (
+                "broker", "what", "messages", "msg/s", "MB/s", "client CPU %", "broker CPU %")},
+                "records per request": run.get("records per request")})
+    return rows
