@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from queue_exp.config import START_HINT
 
 
@@ -18,3 +21,13 @@ class BrokerUnavailable(RuntimeError):
 
 class LauncherError(RuntimeError):
     """The launcher could not start or stop a broker; the message says what to do."""
+
+
+def ping_result(address: str, probe: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``{"reachable", "address", ...}`` for a health check that never raises:
+    ``probe()`` returns what it learnt, or raises ``BrokerUnavailable``."""
+    try:
+        details = probe()
+    except BrokerUnavailable as exc:
+        return {"reachable": False, "address": address, "error": str(exc)}
+    return {"reachable": True, "address": address, **details}

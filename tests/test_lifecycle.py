@@ -25,12 +25,7 @@ def rabbit_connections(management: Management, name: str) -> int:
 
 
 def group_members(group: str) -> int:
-    admin = kafka_admin.make_admin()
-    try:
-        described = admin.describe_groups([group])[group]
-    finally:
-        admin.close()
-    return len(described.get("members") or [])
+    return len(kafka_admin.group_members(group))
 
 
 def run(client, code: str) -> None:

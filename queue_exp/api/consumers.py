@@ -169,23 +169,26 @@ class RabbitApiConsumer(RabbitConsumerThread):
             channel.basic_ack(self._last_tag, multiple=True)
 
 
-async def start_consumer(broker: str, worker, ping, extra: dict[str, Any]) -> dict[str, Any]:
-    """Start a background consumer (idempotent) and wait, bounded, until it reads."""
-    if worker.running:
+async def start_consumer(service: Any) -> dict[str, Any]:
+    """Start a service's background consumer (idempotent) and wait, bounded, until
+    it reads. ``service`` has ``broker``, ``consumer``, ``ping()`` and ``where()``."""
+    extra = service.where()
+    if service.consumer.running:
         return {"status": "already running", **extra}
-    health = await run_in_threadpool(ping)
+    health = await run_in_threadpool(service.ping)
     if not health["reachable"]:
-        raise BrokerUnavailable(broker, health["address"])
-    started = worker.start()
+        raise BrokerUnavailable(service.broker, health["address"])
+    started = service.consumer.start()
     # wait (bounded) until it is connected, so "started" means it is reading
-    await run_in_threadpool(worker.ready.wait, 5.0)
+    await run_in_threadpool(service.consumer.ready.wait, 5.0)
     return {"status": "started" if started else "already running", **extra}
 
 
-def messages_reply(worker, store: MessageStore) -> dict[str, Any]:
+def messages_reply(service: Any) -> dict[str, Any]:
+    """What a service's background consumer has received, oldest first."""
     return {
-        "consumer_running": worker.running,
-        "received": store.received,
-        "capacity": store.capacity,
-        "messages": store.snapshot(),
+        "consumer_running": service.consumer.running,
+        "received": service.store.received,
+        "capacity": service.store.capacity,
+        "messages": service.store.snapshot(),
     }

@@ -26,6 +26,8 @@ KAFKA_TOPIC_PARTITIONS = 3
 class KafkaService:
     """The shared producer (thread-safe, opened on first send) and the consumer thread."""
 
+    broker = "Kafka"
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topic = settings.kafka_topic
@@ -80,6 +82,13 @@ class KafkaService:
             "key": message.key,
         }
 
+    def ping(self) -> dict[str, Any]:
+        return kafka.ping(self.settings)
+
+    def where(self) -> dict[str, Any]:
+        """Where the background consumer reads from."""
+        return {"topic": self.topic, "group_id": self.consumer.group_id}
+
     def close(self) -> None:
         self.consumer.stop()
         with self._lock:
@@ -102,19 +111,12 @@ async def kafka_send(message: Message, request: Request) -> dict[str, Any]:
 @router.post("/consume")
 async def kafka_consume(request: Request) -> dict[str, Any]:
     """Start the background consumer (a second call leaves the running one alone)."""
-    service = _service(request)
-    return await start_consumer(
-        "Kafka",
-        service.consumer,
-        lambda: kafka.ping(service.settings),
-        {"topic": service.topic, "group_id": service.consumer.group_id},
-    )
+    return await start_consumer(_service(request))
 
 
 @router.get("/messages")
 async def kafka_messages(request: Request) -> dict[str, Any]:
     """Messages the background consumer has received, oldest first (the newest N kept)."""
-    service = _service(request)
-    return messages_reply(service.consumer, service.store)
+    return messages_reply(_service(request))
 
 

@@ -64,6 +64,8 @@ class RabbitService:
     """The publisher (pipelined confirms, on the event loop) and the consumer thread,
     on one durable queue."""
 
+    broker = "RabbitMQ"
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.queue = settings.rabbitmq_queue
@@ -113,6 +115,13 @@ class RabbitService:
         queue = routing_key if not exchange else None
         return {"status": "sent", **result, "queue": queue, "confirmed": True}
 
+    def ping(self) -> dict[str, Any]:
+        return rabbitmq.ping(self.settings)
+
+    def where(self) -> dict[str, Any]:
+        """Where the background consumer reads from."""
+        return {"queue": self.queue}
+
     async def close(self) -> None:
         await run_in_threadpool(self.consumer.stop)
         await self.publisher.close()
@@ -136,19 +145,12 @@ async def rabbitmq_send(body: RabbitSend, request: Request) -> dict[str, Any]:
 @router.post("/consume")
 async def rabbitmq_consume(request: Request) -> dict[str, Any]:
     """Start the background consumer (a second call leaves the running one alone)."""
-    service = _service(request)
-    return await start_consumer(
-        "RabbitMQ",
-        service.consumer,
-        lambda: rabbitmq.ping(service.settings),
-        {"queue": service.queue},
-    )
+    return await start_consumer(_service(request))
 
 
 @router.get("/messages")
 async def rabbitmq_messages(request: Request) -> dict[str, Any]:
     """Messages the background consumer has received, oldest first (the newest N kept)."""
-    service = _service(request)
-    return messages_reply(service.consumer, service.store)
+    return messages_reply(_service(request))
 
 

@@ -207,11 +207,7 @@ class KafkaConsumerThread(ConsumerThread, ConsumerRebalanceListener):
                 self._assign_all(consumer)
             else:
                 consumer.subscribe(self.topics, listener=self)
-                # Know the partitions before the first join: otherwise a leader may
-                # assign from empty metadata and rejoin when it arrives, and
-                # kafka-python 3.0 can drop that rejoin if a poll ends mid-join.
-                for topic in self.topics:
-                    consumer.partitions_for_topic(topic)
+                kafka.know_partitions(consumer, self.topics)
             self.ready.set()
             timeout_ms = int(self.poll_s * 1000)
             while not self.stopping:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -16,7 +17,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from queue_exp.clients.kafka_admin import BROKER, make_admin, ms, partitions_of, unavailable
 from queue_exp.config import Settings, get_settings
-from queue_exp.errors import BrokerUnavailable
+from queue_exp.errors import BrokerUnavailable, ping_result
 from queue_exp.messages import Message, decode_lenient, encode
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,20 @@ def make_consumer(
     }
     config.update(overrides)
     try:
-        return KafkaConsumer(*topics, **config)
+        consumer = KafkaConsumer(*topics, **config)
     except KafkaTimeoutError as exc:
         raise unavailable(settings, exc) from exc
+    know_partitions(consumer, topics)
+    return consumer
+
+
+def know_partitions(consumer: KafkaConsumer, topics: Iterable[str]) -> None:
+    """Fetch the topics' partitions before a group consumer's first join: otherwise
+    the group leader may assign from empty metadata and rejoin when it arrives,
+    and kafka-python 3.0 can drop that rejoin when a poll's timeout ends mid-join,
+    leaving the member without partitions (seen here in about one start in six)."""
+    for topic in topics:
+        consumer.partitions_for_topic(topic)
 
 
 def offsets_for_time(
@@ -173,23 +185,19 @@ def consume(
 
 
 def ping(settings: Settings | None = None) -> dict[str, Any]:
-    """Is Kafka reachable? Returns ``{"reachable", "address", ...}``; never raises."""
+    """Is Kafka reachable? ``{"reachable", "address", "cluster_id", "brokers"}``
+    (or ``"error"``); never raises."""
     settings = settings or get_settings()
-    result: dict[str, Any] = {"reachable": False, "address": settings.kafka_bootstrap_servers}
-    try:
+
+    def probe() -> dict[str, Any]:
         admin = make_admin(settings)
-    except BrokerUnavailable as exc:
-        result["error"] = str(exc)
-        return result
-    try:
-        cluster = admin.describe_cluster()
-        result.update(
-            reachable=True,
-            cluster_id=cluster.get("cluster_id"),
-            brokers=len(cluster.get("brokers", [])),
-        )
-    except KafkaError as exc:
-        result["error"] = str(unavailable(settings, exc))
-    finally:
-        admin.close()
-    return result
+        try:
+            cluster = admin.describe_cluster()
+        except KafkaError as exc:
+            raise unavailable(settings, exc) from exc
+        finally:
+            admin.close()
+        return {"cluster_id": cluster.get("cluster_id"),
+                "brokers": len(cluster.get("brokers", []))}
+
+    return ping_result(settings.kafka_bootstrap_servers, probe)

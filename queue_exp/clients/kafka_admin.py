@@ -7,8 +7,8 @@ Every call opens an admin client, is bounded by the broker timeout and closes it
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaAdminClient, TopicPartition
@@ -17,6 +17,7 @@ from kafka.errors import KafkaTimeoutError, RetriableError, TopicAlreadyExistsEr
 
 from queue_exp.config import Settings, get_settings
 from queue_exp.errors import BrokerUnavailable
+from queue_exp.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,16 @@ def make_admin(settings: Settings | None = None) -> KafkaAdminClient:
         raise unavailable(settings, exc) from exc
 
 
+@contextmanager
+def admin_client(settings: Settings | None = None) -> Iterator[KafkaAdminClient]:
+    """An admin client for a ``with`` block, closed at its end."""
+    admin = make_admin(settings)
+    try:
+        yield admin
+    finally:
+        admin.close()
+
+
 def create_topic(
     name: str,
     partitions: int = 1,
@@ -53,18 +64,16 @@ def create_topic(
     replication_factor: int = 1,
 ) -> bool:
     """Create a topic; returns False if it already existed."""
-    admin = make_admin(settings)
-    try:
-        admin.create_topics(
-            [NewTopic(name, partitions, replication_factor, topic_configs=config or {})],
-            timeout_ms=10_000,
-            wait_for_metadata=True,
-        )
-        return True
-    except TopicAlreadyExistsError:
-        return False
-    finally:
-        admin.close()
+    with admin_client(settings) as admin:
+        try:
+            admin.create_topics(
+                [NewTopic(name, partitions, replication_factor, topic_configs=config or {})],
+                timeout_ms=10_000,
+                wait_for_metadata=True,
+            )
+        except TopicAlreadyExistsError:
+            return False
+    return True
 
 
 def delete_topics(names: Iterable[str], settings: Settings | None = None) -> None:
@@ -72,11 +81,8 @@ def delete_topics(names: Iterable[str], settings: Settings | None = None) -> Non
     names = list(names)
     if not names:
         return
-    admin = make_admin(settings)
-    try:
+    with admin_client(settings) as admin:
         admin.delete_topics(names, timeout_ms=10_000, raise_errors=False)
-    finally:
-        admin.close()
 
 
 def delete_groups(group_ids: Iterable[str], settings: Settings | None = None) -> None:
@@ -84,32 +90,24 @@ def delete_groups(group_ids: Iterable[str], settings: Settings | None = None) ->
     group_ids = list(group_ids)
     if not group_ids:
         return
-    admin = make_admin(settings)
-    deadline = time.monotonic() + 15
-    try:
-        while True:
-            try:
-                results = admin.delete_groups(group_ids)
-                break
-            except RetriableError:
-                # right after a broker (re)start the group coordinator is still loading
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        for group_id, error in results.items():
-            if error not in ("OK", "GroupIdNotFoundError"):
-                log.warning("could not delete group %s: %s", group_id, error)
-    finally:
-        admin.close()
+
+    def attempt() -> dict[str, Any] | None:
+        try:
+            return admin.delete_groups(group_ids)
+        except RetriableError:
+            return None  # right after a broker (re)start its group coordinator is loading
+
+    with admin_client(settings) as admin:
+        results = wait_until(attempt, 15, 0.5, what="the group coordinator to answer")
+    for group_id, error in results.items():
+        if error not in ("OK", "GroupIdNotFoundError"):
+            log.warning("could not delete group %s: %s", group_id, error)
 
 
 def partitions_of(topic: str, settings: Settings | None = None) -> list[int]:
     """The partition numbers of ``topic``, sorted (empty if the topic does not exist)."""
-    admin = make_admin(settings)
-    try:
+    with admin_client(settings) as admin:
         described = admin.describe_topics([topic])
-    finally:
-        admin.close()
     return sorted(
         p["partition_index"] for t in described if t["error_code"] == 0 for p in t["partitions"]
     )
@@ -119,12 +117,9 @@ def log_offsets(topic: str, settings: Settings | None = None) -> list[dict[str, 
     """Per partition: the first offset still stored, the end offset (the next one to
     be written) and how many records lie between. Retention moves the first offset."""
     tps = [TopicPartition(topic, p) for p in partitions_of(topic, settings)]
-    admin = make_admin(settings)
-    try:
+    with admin_client(settings) as admin:
         first = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps})
         end = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
-    finally:
-        admin.close()
     return [
         {
             "partition": tp.partition,
@@ -143,11 +138,8 @@ def group_offsets(
     will read; ``None`` if it never committed one), the end offset, and the lag
     (records written that the group has not yet committed as read)."""
     ends = {row["partition"]: row["end_offset"] for row in log_offsets(topic, settings)}
-    admin = make_admin(settings)
-    try:
+    with admin_client(settings) as admin:
         committed = admin.list_group_offsets({group_id: None}).get(group_id, {})
-    finally:
-        admin.close()
     by_partition = {tp.partition: meta.offset for tp, meta in committed.items()
                     if tp.topic == topic and meta.offset >= 0}
     rows = []
@@ -170,8 +162,7 @@ def config_values(
     where the value comes from, and Kafka's built-in default where the broker reports
     it (it does for broker settings, not for a topic's own overrides: ``None``)."""
     keys = list(keys)
-    admin = make_admin(settings)
-    try:
+    with admin_client(settings) as admin:
         if kind == "broker":
             name = str(admin.describe_cluster()["brokers"][0]["broker_id"])
         types = {"topic": ConfigResourceType.TOPIC, "broker": ConfigResourceType.BROKER}
@@ -179,8 +170,6 @@ def config_values(
             [ConfigResource(types[kind], name, dict.fromkeys(keys))],
             include_synonyms=True, config_filter="all",
         )[kind][name]
-    finally:
-        admin.close()
     rows = []
     for key in keys:
         entry = found[key]
@@ -197,21 +186,15 @@ def config_values(
 
 def list_names(settings: Settings | None = None) -> dict[str, list[str]]:
     """The names of every topic and every consumer group on the broker."""
-    admin = make_admin(settings)
-    try:
+    with admin_client(settings) as admin:
         return {"topics": sorted(admin.list_topics()),
                 "groups": sorted(g["group_id"] for g in admin.list_groups())}
-    finally:
-        admin.close()
 
 
 def topic_bytes_on_disk(topic: str, settings: Settings | None = None) -> int | None:
     """What the brokers report as the size of ``topic``'s log segments, in bytes."""
-    admin = make_admin(settings)
-    try:
+    with admin_client(settings) as admin:
         dirs = admin.describe_log_dirs(topic_partitions=[topic])
-    finally:
-        admin.close()
     sizes = [
         part["partition_size"]
         for broker in dirs for log_dir in broker.get("log_dirs", [])
@@ -224,11 +207,8 @@ def topic_bytes_on_disk(topic: str, settings: Settings | None = None) -> int | N
 def group_members(group_id: str, settings: Settings | None = None) -> list[dict[str, Any]]:
     """The live members of a consumer group as the broker sees them: client id and
     the partitions assigned to each (``{topic: [partitions]}``); empty if none."""
-    admin = make_admin(settings)
-    try:
+    with admin_client(settings) as admin:
         group = admin.describe_groups([group_id]).get(group_id) or {}
-    finally:
-        admin.close()
     members = []
     for member in group.get("members") or []:
         assigned = (member.get("member_assignment") or {}).get("assigned_partitions") or []

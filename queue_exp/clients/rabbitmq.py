@@ -24,7 +24,7 @@ from pika.exceptions import (
 )
 
 from queue_exp.config import Settings, get_settings, redact_url
-from queue_exp.errors import BrokerUnavailable
+from queue_exp.errors import BrokerUnavailable, ping_result
 from queue_exp.messages import Message, decode_lenient, encode
 
 log = logging.getLogger(__name__)
@@ -228,23 +228,17 @@ def consume(
 
 
 def ping(settings: Settings | None = None) -> dict[str, Any]:
-    """Is RabbitMQ reachable? Returns ``{"reachable", "address", ...}``; never raises."""
+    """Is RabbitMQ reachable? ``{"reachable", "address", "version", "management_url"}``
+    (or ``"error"``); never raises."""
     settings = settings or get_settings()
-    result: dict[str, Any] = {"reachable": False, "address": settings.rabbitmq_url_redacted}
-    try:
+
+    def probe() -> dict[str, Any]:
         connection = connect(settings)
-    except BrokerUnavailable as exc:
-        result["error"] = str(exc)
-        return result
-    try:
-        props = connection._impl.server_properties
-        version = props.get("version", b"")
-        result.update(
-            reachable=True,
-            version=version.decode() if isinstance(version, bytes) else str(version),
-        )
-    finally:
-        connection.close()
-    if settings.rabbitmq_management_url:
-        result["management_url"] = settings.rabbitmq_management_url
-    return result
+        try:
+            version = connection._impl.server_properties.get("version", b"")
+        finally:
+            connection.close()
+        return {"version": version.decode() if isinstance(version, bytes) else str(version),
+                "management_url": settings.rabbitmq_management_url}
+
+    return ping_result(settings.rabbitmq_url_redacted, probe)

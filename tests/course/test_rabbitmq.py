@@ -184,7 +184,7 @@ def test_quorum_queue_dead_letters_after_the_delivery_limit(run):
 
 def test_management_wait_names_the_values_it_saw(run):
     name = run.name("idle")
-    with rl.open_channel(run.settings) as channel:
+    with rabbitmq.open_channel(run.settings) as channel:
         rabbitmq.declare_queue(channel, name, durable=False)
 
     with pytest.raises(TimeoutError, match="expected {'ready': 5}"):

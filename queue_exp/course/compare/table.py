@@ -3,10 +3,13 @@ a number or a yes/no that an experiment produced, and names that experiment."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from queue_exp.course.compare.delivery import AT_LEAST_ONCE, AT_MOST_ONCE
+
+# The experiments whose results the table is built from, by name.
+RESULTS = ("retention", "fan_out", "splits", "orderings", "crashes", "transaction")
 
 # The seed README's table, word for word.
 SEED = {
@@ -46,16 +49,12 @@ def _read(retention: dict[str, Any], store: str, n: int) -> int:
     return _pick(retention["reads"], store=store, read=n)["messages"]
 
 
-def comparison_rows(
-    retention: dict[str, Any],
-    fan_out: dict[str, Any],
-    splits: Sequence[dict[str, Any]],
-    orderings: Sequence[dict[str, Any]],
-    crashes: Sequence[dict[str, Any]],
-    transaction: dict[str, Any],
-) -> list[dict[str, str]]:
+def comparison_rows(results: Mapping[str, Any]) -> list[dict[str, str]]:
     """One row per line of the seed's table: what Kafka and RabbitMQ did, and
-    the experiments (notebook sections) that showed it."""
+    the experiments (notebook sections) that showed it. ``results`` holds each
+    experiment's result by name (see :data:`RESULTS`)."""
+    retention, fan_out, splits, orderings, crashes, transaction = (
+        results[name] for name in RESULTS)
     sent = _read(retention, "Kafka topic", 1)
     kafka_stored = fan_out["stored"]["Kafka"]
     got = {r["subscriber"]: r for r in fan_out["rows"]}
@@ -121,14 +120,11 @@ def comparison_rows(
     ]
 
 
-def seed_check(
-    retention: dict[str, Any],
-    splits: Sequence[dict[str, Any]],
-    orderings: Sequence[dict[str, Any]],
-    crashes: Sequence[dict[str, Any]],
-    transaction: dict[str, Any],
-) -> list[dict[str, str]]:
-    """The seed's claims next to a verdict that follows from the results."""
+def seed_check(results: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The seed's claims next to a verdict that follows from the results (the
+    same mapping as :func:`comparison_rows`)."""
+    retention, _fan_out, splits, orderings, crashes, transaction = (
+        results[name] for name in RESULTS)
     stream_kept = _read(retention, "RabbitMQ stream", 3) == _read(retention, "Kafka topic", 1)
     k4 = _pick(splits, broker="Kafka", consumers=4)
     idle = k4["consumers"] - k4["busy"]

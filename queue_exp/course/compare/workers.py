@@ -26,15 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from queue_exp.clients import kafka, kafka_admin, rabbitmq
-from queue_exp.clients.consumers import (
-    ConsumerThread,
-    KafkaConsumerThread,
-    RabbitConsumerThread,
-    start_in_order,
-    stop_all,
-    wait_settled,
-)
+from queue_exp.clients import consumers, kafka, kafka_admin, rabbitmq
 from queue_exp.config import Settings, get_settings
 from queue_exp.waiting import wait_until
 
@@ -62,7 +54,7 @@ class _Workers:
         self.settings = settings or get_settings()
         self.names = [f"{self.kind}-{i + 1}" for i in range(size)]
         self.handled: list[dict[str, Any]] = []
-        self.threads: list[ConsumerThread] = []
+        self.threads: list[consumers.ConsumerThread] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._t0 = time.monotonic()
@@ -120,7 +112,7 @@ class _Workers:
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._closing.set()  # a batch being handled stops at the next message
-        stop_all(self.threads, timeout_s, check=False)  # failures: raised by wait_done
+        consumers.stop_all(self.threads, timeout_s, check=False)  # failures: raised by wait_done
 
 
 class KafkaGroup(_Workers):
@@ -146,7 +138,7 @@ class KafkaGroup(_Workers):
         # The range assignor deals partitions out in member-id order, and a
         # member id starts with the client id: consumer-1 sorts first.
         self.threads = [
-            KafkaConsumerThread(
+            consumers.KafkaConsumerThread(
                 [topic], self._on_batch(name), group_id=group_id, name=name,
                 settings=self.settings, max_records=50, enable_auto_commit=False,
                 client_id=self.settings.name(f"{group_id}.{name}"))
@@ -161,7 +153,7 @@ class KafkaGroup(_Workers):
         for thread in self.threads:
             thread.start()
         try:
-            wait_settled(self.threads, partitions, since, timeout_s)
+            consumers.wait_settled(self.threads, partitions, since, timeout_s)
         except BaseException:
             self.close()
             raise
@@ -206,18 +198,18 @@ class RabbitWorkers(_Workers):
         # at most `prefetch` unacked messages at a worker: with 1, a busy worker
         # gets nothing new and the next message goes to a free one
         self.threads = [
-            RabbitConsumerThread(queue_name, self._on_message, prefetch=prefetch, name=name,
-                                 settings=self.settings)
+            consumers.RabbitConsumerThread(queue_name, self._on_message, prefetch=prefetch,
+                                           name=name, settings=self.settings)
             for name in self.names
         ]
 
     def start(self, timeout_s: float = 10.0) -> RabbitWorkers:
         """Start the workers one after another, each subscribed before the next
         starts (so the broker's round-robin follows their numbers)."""
-        start_in_order(self.threads, timeout_s)
+        consumers.start_in_order(self.threads, timeout_s)
         return self
 
-    def _on_message(self, worker: RabbitConsumerThread, channel: Any, method: Any,
+    def _on_message(self, worker: consumers.RabbitConsumerThread, channel: Any, method: Any,
                     _props: Any, body: bytes) -> None:
         item = rabbitmq.delivery_to_dict(method, body, self.queue_name)
         if self._handle(worker.name, item) == RETRY:

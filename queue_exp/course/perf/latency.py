@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ import pika
 
 from queue_exp.clients import kafka, rabbitmq
 from queue_exp.clients.consumers import (
+    ConsumerThread,
     KafkaConsumerThread,
     RabbitConsumerThread,
     start_in_order,
@@ -88,6 +90,43 @@ def _latency_body(i: int, size: int) -> bytes:
     return encode(Message(message=text, timestamp=datetime(2025, 1, 1), source="latency"))
 
 
+Sender = Callable[[], AbstractContextManager[tuple[Callable[[bytes], Any], Callable[[], None]]]]
+
+
+def _latency_run(label: str, count: int, rate: float, size: int, timeout_s: float,
+                 reader_for: Callable[[Callable[[Iterable[bytes]], None]], ConsumerThread],
+                 sender: Sender) -> LatencyRun:
+    """The experiment both brokers share: a reader thread notes when each body
+    arrives; ``sender()`` gives ``(send(body), flush())``; bodies go out paced."""
+    sent_at = [math.nan] * count
+    received: dict[int, float] = {}
+
+    def arrived(bodies: Iterable[bytes]) -> None:
+        now = time.perf_counter()
+        for body in bodies:
+            received.setdefault(_seq(body), now)
+
+    reader = reader_for(arrived)
+    start_in_order([reader], timeout_s)
+    try:
+        with sender() as (send, flush):
+            bodies = [_latency_body(i, size) for i in range(count)]
+            deadline = time.monotonic() + timeout_s
+            sent = _paced_send(count, rate, lambda i: send(bodies[i]), sent_at, deadline)
+            flush()
+            # bounded: until the deadline, with a short grace for the last in flight
+            try:
+                wait_until(lambda: len(received) >= sent,
+                           max(deadline - time.monotonic(), 2.0), 0.005)
+            except TimeoutError:
+                pass  # the run reports what arrived
+    finally:
+        stop_all([reader])
+    latencies = [1000 * (received[i] - sent_at[i]) for i in sorted(received)
+                 if i < count and not math.isnan(sent_at[i])]
+    return LatencyRun(label, sent, latencies, rate)
+
+
 def kafka_latency(
     topic: str,
     count: int = 500,
@@ -103,49 +142,24 @@ def kafka_latency(
     waiting for acknowledgements), while a consumer thread in this process reads
     them; latency = consumer callback time - send call time, per message."""
     settings = settings or get_settings()
-    sent_at = [math.nan] * count
-    received: dict[int, float] = {}
 
-    def on_batch(_consumer: Any, batch: dict) -> None:
-        now = time.perf_counter()
-        for records in batch.values():
-            for record in records:
-                received.setdefault(_seq(record.value), now)
+    def reader_for(arrived: Callable[[Iterable[bytes]], None]) -> ConsumerThread:
+        # no group: it reads every partition, from the end (later records are ours)
+        return KafkaConsumerThread(
+            [topic], lambda _c, batch: arrived(r.value for rs in batch.values() for r in rs),
+            start_at="end", name="perf-kafka-reader", settings=settings, fetch_max_wait_ms=100)
 
-    # no group: it reads every partition, from the end (later records are ours)
-    reader = KafkaConsumerThread([topic], on_batch, start_at="end", name="perf-kafka-reader",
-                                 settings=settings, fetch_max_wait_ms=100)
-    start_in_order([reader], timeout_s)
-    producer = None
-    try:
+    @contextmanager
+    def sender():
         producer = kafka.make_producer(settings, **producer_config)
-        producer.partitions_for(topic)
-        bodies = [_latency_body(i, size) for i in range(count)]
-        deadline = time.monotonic() + timeout_s
-        sent = _paced_send(count, rate, lambda i: producer.send(topic, value=bodies[i]),
-                           sent_at, deadline)
-        producer.flush(timeout=max(deadline - time.monotonic(), 0.5))
-        _await_arrivals(received, sent, deadline)
-    finally:
-        if producer is not None:
+        try:
+            producer.partitions_for(topic)  # metadata first: sends never wait for it
+            yield (lambda body: producer.send(topic, value=body)), (
+                lambda: producer.flush(timeout=timeout_s))
+        finally:
             producer.close(timeout=5)
-        stop_all([reader])
-    return LatencyRun(label, sent, _latencies(sent_at, received), rate)
 
-
-def _await_arrivals(received: dict[int, float], sent: int, deadline: float) -> None:
-    """Wait (bounded: until ``deadline``, and at least a short grace period for
-    the last ones in flight) until ``sent`` messages have been received."""
-    left = max(deadline - time.monotonic(), 2.0)
-    try:
-        wait_until(lambda: len(received) >= sent, left, 0.005)
-    except TimeoutError:
-        pass  # the caller reports what arrived
-
-
-def _latencies(sent_at: Sequence[float], received: dict[int, float]) -> list[float]:
-    return [1000 * (received[i] - sent_at[i]) for i in sorted(received)
-            if i < len(sent_at) and not math.isnan(sent_at[i])]
+    return _latency_run(label, count, rate, size, timeout_s, reader_for, sender)
 
 
 def rabbit_latency(
@@ -163,30 +177,19 @@ def rabbit_latency(
     ``rate`` per second without confirms, while a consumer thread with its own
     connection reads (and acks) them. The queue must exist."""
     settings = settings or get_settings()
-    sent_at = [math.nan] * count
-    received: dict[int, float] = {}
 
-    def on_message(_worker, channel, method, _props, body) -> None:
-        now = time.perf_counter()
-        channel.basic_ack(method.delivery_tag)
-        received.setdefault(_seq(body), now)
+    def reader_for(arrived: Callable[[Iterable[bytes]], None]) -> ConsumerThread:
+        def on_message(_worker, channel, method, _props, body) -> None:
+            arrived((body,))
+            channel.basic_ack(method.delivery_tag)
 
-    reader = RabbitConsumerThread(queue, on_message, prefetch=prefetch,
-                                  name="perf-rabbit-reader", settings=settings)
-    start_in_order([reader], timeout_s)
-    connection = None
-    try:
-        connection = rabbitmq.connect(settings)
-        channel = connection.channel()
-        props = pika.BasicProperties(content_type="application/json")
-        bodies = [_latency_body(i, size) for i in range(count)]
-        deadline = time.monotonic() + timeout_s
-        sent = _paced_send(count, rate,
-                           lambda i: channel.basic_publish("", queue, bodies[i], props),
-                           sent_at, deadline)
-        _await_arrivals(received, sent, deadline)
-    finally:
-        if connection is not None and connection.is_open:
-            connection.close()
-        stop_all([reader])
-    return LatencyRun(label, sent, _latencies(sent_at, received), rate)
+        return RabbitConsumerThread(queue, on_message, prefetch=prefetch,
+                                    name="perf-rabbit-reader", settings=settings)
+
+    @contextmanager
+    def sender():
+        with rabbitmq.open_channel(settings, confirm=False) as channel:
+            props = pika.BasicProperties(content_type="application/json")
+            yield (lambda body: channel.basic_publish("", queue, body, props)), (lambda: None)
+
+    return _latency_run(label, count, rate, size, timeout_s, reader_for, sender)

@@ -29,14 +29,7 @@ from queue_exp.course.rabbitmq.acks import (
     kill_worker_mid_task,
     main,
 )
-from queue_exp.course.rabbitmq.channels import (
-    bound_exchange,
-    declared_queue,
-    drain,
-    message_count,
-    open_channel,
-    publish,
-)
+from queue_exp.course.rabbitmq.channels import bound_exchange, message_count
 from queue_exp.course.rabbitmq.confirms import CONFIRM_MODES, confirm_timings, unroutable_publish
 from queue_exp.course.rabbitmq.dead_letters import (
     dead_letter_exchange,
@@ -61,10 +54,10 @@ from queue_exp.course.rabbitmq.work import WorkRun, read_twice_side_by_side, run
 __all__ = [
     "CONFIRM_MODES", "DIRECT_REPLY_TO", "DURABILITY_CASES", "ForgottenAck", "WorkRun",
     "after_restart", "bound_exchange", "confirm_timings", "crash_mid_task",
-    "dead_letter_exchange", "declared_queue", "drain", "expire_into_dead_letters",
+    "dead_letter_exchange", "expire_into_dead_letters",
     "fanout_late_subscriber", "forgotten_ack", "kill_worker_mid_task", "main", "message_count",
-    "open_channel", "plot_confirm_timings", "plot_work_runs", "poison_in_quorum_queue",
-    "prepare_durability", "publish", "read_dead_letters", "read_twice_side_by_side",
+    "plot_confirm_timings", "plot_work_runs", "poison_in_quorum_queue",
+    "prepare_durability", "read_dead_letters", "read_twice_side_by_side",
     "reject_into_dead_letters", "restart_rabbitmq", "routing_experiment", "rpc_round_trip",
     "run_work_queue", "ttl_head_of_line", "unroutable_publish", "x_death",
 ]
