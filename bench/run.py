@@ -21,13 +21,16 @@ from pathlib import Path
 
 import httpx
 
-from bench import ingest, ready
+from bench import ingest
+from bench import ready
 from queue_exp import brokers
 from queue_exp.brokers import procs
-from queue_exp.clients import kafka_admin, rabbitmq
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
 from queue_exp.config import get_settings
 from queue_exp.course import notebook
-from queue_exp.course.perf.load import SEED_BODY, run_load
+from queue_exp.course.perf.load import SEED_BODY
+from queue_exp.course.perf.load import run_load
 from queue_exp.course.run import fresh_namespace
 from queue_exp.waiting import wait_until
 

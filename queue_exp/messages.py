@@ -8,10 +8,14 @@ so any Kafka or AMQP client in any language can read and write it.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime
+from datetime import timezone
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import ValidationError
 from pydantic_core import from_json
 
 MAX_TEXT_CHARS = 64 * 1024

@@ -14,9 +14,13 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from queue_exp.clients import kafka_admin, rabbitmq
-from queue_exp.clients.rabbitmq_management import Management, ManagementUnavailable
-from queue_exp.config import Settings, check_namespace, get_settings
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
+from queue_exp.clients.rabbitmq_management import Management
+from queue_exp.clients.rabbitmq_management import ManagementUnavailable
+from queue_exp.config import Settings
+from queue_exp.config import check_namespace
+from queue_exp.config import get_settings
 from queue_exp.waiting import wait_until
 
 log = logging.getLogger(__name__)

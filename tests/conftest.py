@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from queue_exp import brokers
 from queue_exp.api import create_app
 from queue_exp.brokers import procs
-from queue_exp.config import Settings, get_settings
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
 from queue_exp.course import notebook
 
 

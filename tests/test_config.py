@@ -4,7 +4,10 @@ import json
 
 import pytest
 
-from queue_exp.config import DEFAULT_KAFKA, DEFAULT_RABBITMQ, get_settings, redact_url
+from queue_exp.config import DEFAULT_KAFKA
+from queue_exp.config import DEFAULT_RABBITMQ
+from queue_exp.config import get_settings
+from queue_exp.config import redact_url
 
 
 @pytest.fixture

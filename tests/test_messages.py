@@ -5,7 +5,10 @@ from datetime import datetime
 import pytest
 from pydantic import ValidationError
 
-from queue_exp.messages import Message, decode, decode_lenient, encode
+from queue_exp.messages import Message
+from queue_exp.messages import decode
+from queue_exp.messages import decode_lenient
+from queue_exp.messages import encode
 
 SEED = {"message": "Hello Kafka!", "timestamp": "2023-01-01T12:00:00", "source": "test_client"}
 

@@ -11,7 +11,9 @@ from fastapi.testclient import TestClient
 
 from queue_exp import namespaces
 from queue_exp.api import create_app
-from queue_exp.clients import kafka, kafka_admin, rabbitmq
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
 from queue_exp.config import get_settings
 from queue_exp.course import notebook
 from tests.conftest import SEED_BODY

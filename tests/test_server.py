@@ -5,7 +5,9 @@ import threading
 import httpx
 
 from queue_exp.course import notebook
-from queue_exp.server import running_api, start_api, stop_api
+from queue_exp.server import running_api
+from queue_exp.server import start_api
+from queue_exp.server import stop_api
 from tests.conftest import SEED_BODY
 
 

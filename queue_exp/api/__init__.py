@@ -19,10 +19,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from queue_exp.api import guards, health
+from queue_exp.api import guards
+from queue_exp.api import health
 from queue_exp.api import kafka as kafka_routes
 from queue_exp.api import rabbitmq as rabbitmq_routes
-from queue_exp.config import Settings, get_settings
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
 
 
 @asynccontextmanager

@@ -13,14 +13,20 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from collections.abc import Callable
+from collections.abc import Iterable
+from datetime import datetime
+from datetime import timezone
 from typing import Any
 
+from fastapi import APIRouter
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
-from queue_exp.clients import kafka, rabbitmq
-from queue_exp.clients.consumers import KafkaConsumerThread, RabbitConsumerThread
+from queue_exp.clients import kafka
+from queue_exp.clients import rabbitmq
+from queue_exp.clients.consumers import KafkaConsumerThread
+from queue_exp.clients.consumers import RabbitConsumerThread
 from queue_exp.config import Settings
 from queue_exp.errors import BrokerUnavailable
 
@@ -192,3 +198,18 @@ def messages_reply(service: Any) -> dict[str, Any]:
         "capacity": service.store.capacity,
         "messages": service.store.snapshot(),
     }
+
+
+def add_consumer_routes(router: APIRouter, state_key: str) -> None:
+    """``POST /consume`` and ``GET /messages`` on ``router``, for the service at
+    ``app.state.<state_key>`` (both brokers' routers have the same two)."""
+
+    @router.post("/consume")
+    async def consume(request: Request) -> dict[str, Any]:
+        """Start the background consumer (a second call leaves the running one alone)."""
+        return await start_consumer(getattr(request.app.state, state_key))
+
+    @router.get("/messages")
+    async def messages(request: Request) -> dict[str, Any]:
+        """Messages the background consumer has received, oldest first (the newest N kept)."""
+        return messages_reply(getattr(request.app.state, state_key))

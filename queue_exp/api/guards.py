@@ -15,11 +15,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from kafka.errors import KafkaError, MessageSizeTooLargeError
-from pika.exceptions import NackError, UnroutableError
+from kafka.errors import KafkaError
+from kafka.errors import MessageSizeTooLargeError
+from pika.exceptions import NackError
+from pika.exceptions import UnroutableError
 
 from queue_exp.errors import BrokerUnavailable
 

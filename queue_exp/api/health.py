@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
-from queue_exp.clients import kafka, rabbitmq
-from queue_exp.config import START_HINT, Settings
+from queue_exp.clients import kafka
+from queue_exp.clients import rabbitmq
+from queue_exp.config import START_HINT
+from queue_exp.config import Settings
 
 router = APIRouter(tags=["health"])
 

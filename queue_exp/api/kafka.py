@@ -7,13 +7,17 @@ import asyncio
 import threading
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from kafka.errors import RetriableError
 
 from queue_exp.api.bridge import LoopResolver
-from queue_exp.api.consumers import KafkaApiConsumer, MessageStore, messages_reply, start_consumer
-from queue_exp.clients import kafka, kafka_admin
+from queue_exp.api.consumers import KafkaApiConsumer
+from queue_exp.api.consumers import MessageStore
+from queue_exp.api.consumers import add_consumer_routes
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
 from queue_exp.config import Settings
 from queue_exp.errors import BrokerUnavailable
 from queue_exp.messages import Message
@@ -97,7 +101,6 @@ class KafkaService:
                 self._producer = None
 
 
-
 def _service(request: Request) -> KafkaService:
     return request.app.state.kafka
 
@@ -108,15 +111,4 @@ async def kafka_send(message: Message, request: Request) -> dict[str, Any]:
     return await _service(request).send(message)
 
 
-@router.post("/consume")
-async def kafka_consume(request: Request) -> dict[str, Any]:
-    """Start the background consumer (a second call leaves the running one alone)."""
-    return await start_consumer(_service(request))
-
-
-@router.get("/messages")
-async def kafka_messages(request: Request) -> dict[str, Any]:
-    """Messages the background consumer has received, oldest first (the newest N kept)."""
-    return messages_reply(_service(request))
-
-
+add_consumer_routes(router, "kafka")

@@ -23,19 +23,20 @@ from typing import Any
 
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
-from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
+from pika.exceptions import ChannelClosedByBroker
+from pika.exceptions import NackError
+from pika.exceptions import UnroutableError
 from pika.spec import Basic
 
-from queue_exp.clients.rabbitmq import (
-    BROKER,
-    NOT_FOUND,
-    PERSISTENT,
-    ExchangeNotFound,
-    connection_parameters,
-)
+from queue_exp.clients.rabbitmq import BROKER
+from queue_exp.clients.rabbitmq import NOT_FOUND
+from queue_exp.clients.rabbitmq import PERSISTENT
+from queue_exp.clients.rabbitmq import ExchangeNotFound
+from queue_exp.clients.rabbitmq import connection_parameters
 from queue_exp.config import Settings
 from queue_exp.errors import BrokerUnavailable
-from queue_exp.messages import Message, encode
+from queue_exp.messages import Message
+from queue_exp.messages import encode
 
 log = logging.getLogger(__name__)
 

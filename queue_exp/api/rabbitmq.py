@@ -6,12 +6,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter
+from fastapi import HTTPException
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
-from pika.exceptions import ChannelClosedByBroker, UnroutableError
-from pydantic import Field, field_validator
+from pika.exceptions import ChannelClosedByBroker
+from pika.exceptions import UnroutableError
+from pydantic import Field
+from pydantic import field_validator
 
-from queue_exp.api.consumers import MessageStore, RabbitApiConsumer, messages_reply, start_consumer
+from queue_exp.api.consumers import MessageStore
+from queue_exp.api.consumers import RabbitApiConsumer
+from queue_exp.api.consumers import add_consumer_routes
 from queue_exp.api.publisher import Publisher
 from queue_exp.clients import rabbitmq
 from queue_exp.config import Settings
@@ -127,7 +133,6 @@ class RabbitService:
         await self.publisher.close()
 
 
-
 def _service(request: Request) -> RabbitService:
     return request.app.state.rabbitmq
 
@@ -142,15 +147,4 @@ async def rabbitmq_send(body: RabbitSend, request: Request) -> dict[str, Any]:
     return await _service(request).send(body.to_message(), body.exchange, body.routing_key)
 
 
-@router.post("/consume")
-async def rabbitmq_consume(request: Request) -> dict[str, Any]:
-    """Start the background consumer (a second call leaves the running one alone)."""
-    return await start_consumer(_service(request))
-
-
-@router.get("/messages")
-async def rabbitmq_messages(request: Request) -> dict[str, Any]:
-    """Messages the background consumer has received, oldest first (the newest N kept)."""
-    return messages_reply(_service(request))
-
-
+add_consumer_routes(router, "rabbitmq")

@@ -10,14 +10,12 @@
 ``from queue_exp import brokers; brokers.up()`` is the launcher.
 """
 
-from queue_exp.brokers.launcher import (
-    BROKERS,
-    down,
-    private_env,
-    reachable,
-    restart,
-    status,
-    up,
-)
+from queue_exp.brokers.launcher import BROKERS
+from queue_exp.brokers.launcher import down
+from queue_exp.brokers.launcher import private_env
+from queue_exp.brokers.launcher import reachable
+from queue_exp.brokers.launcher import restart
+from queue_exp.brokers.launcher import status
+from queue_exp.brokers.launcher import up
 
 __all__ = ["BROKERS", "down", "private_env", "reachable", "restart", "status", "up"]

@@ -19,7 +19,8 @@ import uuid
 from pathlib import Path
 
 from queue_exp.brokers import procs
-from queue_exp.config import get_settings, shared_mode
+from queue_exp.config import get_settings
+from queue_exp.config import shared_mode
 from queue_exp.errors import LauncherError
 
 log = logging.getLogger(__name__)

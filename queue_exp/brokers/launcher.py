@@ -16,7 +16,8 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,13 @@ from urllib.parse import urlsplit
 from queue_exp.brokers import kafka as embedded_kafka
 from queue_exp.brokers import procs
 from queue_exp.brokers import rabbitmq as embedded_rabbitmq
-from queue_exp.config import (
-    DEFAULT_KAFKA,
-    DEFAULT_RABBITMQ,
-    get_settings,
-    home_dir,
-    read_state,
-    redact_url,
-    state_path,
-)
+from queue_exp.config import DEFAULT_KAFKA
+from queue_exp.config import DEFAULT_RABBITMQ
+from queue_exp.config import get_settings
+from queue_exp.config import home_dir
+from queue_exp.config import read_state
+from queue_exp.config import redact_url
+from queue_exp.config import state_path
 from queue_exp.errors import LauncherError
 from queue_exp.waiting import wait_until
 
@@ -77,7 +76,8 @@ def reachable(name: str, address: str, timeout_s: float = 3.0) -> bool:
     host, port = _host_port(name, address)
     if not procs.port_open(host, port, min(timeout_s, 1.0)):
         return False
-    from queue_exp.clients import kafka, rabbitmq
+    from queue_exp.clients import kafka
+    from queue_exp.clients import rabbitmq
 
     settings = get_settings().replace(broker_timeout_ms=int(timeout_s * 1000))
     if name == "kafka":

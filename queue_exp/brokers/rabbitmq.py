@@ -16,7 +16,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from queue_exp.brokers import procs
-from queue_exp.config import get_settings, shared_mode
+from queue_exp.config import get_settings
+from queue_exp.config import shared_mode
 from queue_exp.errors import LauncherError
 from queue_exp.waiting import wait_until
 

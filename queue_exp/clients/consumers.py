@@ -19,13 +19,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener
+from kafka import KafkaConsumer
+from kafka import TopicPartition
 
-from queue_exp.clients import kafka, kafka_admin, rabbitmq
-from queue_exp.config import Settings, get_settings
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
 from queue_exp.waiting import wait_until
 
 log = logging.getLogger(__name__)

@@ -12,13 +12,24 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka import KafkaConsumer
+from kafka import KafkaProducer
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.errors import KafkaTimeoutError
 
-from queue_exp.clients.kafka_admin import BROKER, make_admin, ms, partitions_of, unavailable
-from queue_exp.config import Settings, get_settings
-from queue_exp.errors import BrokerUnavailable, ping_result
-from queue_exp.messages import Message, decode_lenient, encode
+from queue_exp.clients.kafka_admin import BROKER
+from queue_exp.clients.kafka_admin import make_admin
+from queue_exp.clients.kafka_admin import ms
+from queue_exp.clients.kafka_admin import partitions_of
+from queue_exp.clients.kafka_admin import unavailable
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
+from queue_exp.errors import BrokerUnavailable
+from queue_exp.errors import ping_result
+from queue_exp.messages import Message
+from queue_exp.messages import decode_lenient
+from queue_exp.messages import encode
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,23 @@ Every call opens an admin client, is bounded by the broker timeout and closes it
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from kafka import KafkaAdminClient, TopicPartition
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic, OffsetSpec
-from kafka.errors import KafkaTimeoutError, RetriableError, TopicAlreadyExistsError
+from kafka import KafkaAdminClient
+from kafka import TopicPartition
+from kafka.admin import ConfigResource
+from kafka.admin import ConfigResourceType
+from kafka.admin import NewTopic
+from kafka.admin import OffsetSpec
+from kafka.errors import KafkaTimeoutError
+from kafka.errors import RetriableError
+from kafka.errors import TopicAlreadyExistsError
 
-from queue_exp.config import Settings, get_settings
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
 from queue_exp.errors import BrokerUnavailable
 from queue_exp.waiting import wait_until
 

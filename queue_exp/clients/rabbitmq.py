@@ -18,14 +18,17 @@ from typing import Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
-from pika.exceptions import (
-    AMQPConnectionError,
-    ChannelClosedByBroker,
-)
+from pika.exceptions import AMQPConnectionError
+from pika.exceptions import ChannelClosedByBroker
 
-from queue_exp.config import Settings, get_settings, redact_url
-from queue_exp.errors import BrokerUnavailable, ping_result
-from queue_exp.messages import Message, decode_lenient, encode
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
+from queue_exp.config import redact_url
+from queue_exp.errors import BrokerUnavailable
+from queue_exp.errors import ping_result
+from queue_exp.messages import Message
+from queue_exp.messages import decode_lenient
+from queue_exp.messages import encode
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
+from urllib.parse import unquote
+from urllib.parse import urlsplit
 
 import httpx
 
-from queue_exp.config import Settings, get_settings
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
 
 log = logging.getLogger(__name__)
 

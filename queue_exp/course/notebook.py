@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from queue_exp import brokers
-from queue_exp.clients import kafka, kafka_admin, rabbitmq
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
 from queue_exp.config import Settings
 from queue_exp.waiting import wait_until
 

@@ -18,9 +18,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from queue_exp import namespaces
-from queue_exp.clients import kafka_admin, rabbitmq
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
 from queue_exp.clients.rabbitmq_management import Management
-from queue_exp.config import Settings, get_settings
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
 
 
 def fresh_namespace(lesson: str, settings: Settings | None = None) -> str:

@@ -3,7 +3,8 @@ not, the API answers without a 5xx (the brokers are up)."""
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck
+from hypothesis import settings
 
 from queue_exp.api import create_app
 from queue_exp.course import notebook

@@ -68,7 +68,8 @@ def test_outage_and_recovery(private_brokers, namespace, broker):
 def test_confirmed_messages_survive_a_broker_restart(private_brokers, namespace):
     """What the API acknowledged is on disk: after restarting both brokers, a plain
     client still reads every message from the durable queue and from the topic."""
-    from queue_exp.clients import kafka, rabbitmq
+    from queue_exp.clients import kafka
+    from queue_exp.clients import rabbitmq
 
     settings = get_settings().replace(namespace=namespace)
     texts = [f"durable-{i}" for i in range(20)]

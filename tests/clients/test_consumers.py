@@ -7,15 +7,15 @@ import time
 
 import pytest
 
-from queue_exp.clients import kafka, kafka_admin, rabbitmq
-from queue_exp.clients.consumers import (
-    ConsumerThread,
-    KafkaConsumerThread,
-    RabbitConsumerThread,
-    start_in_order,
-    stop_all,
-    wait_settled,
-)
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
+from queue_exp.clients.consumers import ConsumerThread
+from queue_exp.clients.consumers import KafkaConsumerThread
+from queue_exp.clients.consumers import RabbitConsumerThread
+from queue_exp.clients.consumers import start_in_order
+from queue_exp.clients.consumers import stop_all
+from queue_exp.clients.consumers import wait_settled
 from queue_exp.messages import Message
 from queue_exp.waiting import wait_until
 

@@ -5,7 +5,8 @@ import uuid
 
 import pytest
 
-from queue_exp.clients import kafka, kafka_admin
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
 from queue_exp.errors import BrokerUnavailable
 from queue_exp.messages import Message
 

@@ -10,11 +10,15 @@ import uuid
 import pytest
 from matplotlib.figure import Figure
 
-from queue_exp.clients import kafka_admin, rabbitmq
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
 from queue_exp.course import compare
-from queue_exp.course.compare.io import publish, read_queue
+from queue_exp.course.compare.io import publish
+from queue_exp.course.compare.io import read_queue
 from queue_exp.course.compare.table import numbers
-from queue_exp.course.compare.workers import DONE, KafkaGroup, RabbitWorkers
+from queue_exp.course.compare.workers import DONE
+from queue_exp.course.compare.workers import KafkaGroup
+from queue_exp.course.compare.workers import RabbitWorkers
 from queue_exp.course.run import Run
 
 

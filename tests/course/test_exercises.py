@@ -20,9 +20,12 @@ from kafka import TopicPartition
 from pika.exceptions import NackError
 
 from queue_exp.api import create_app
-from queue_exp.clients import kafka, kafka_admin, rabbitmq
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
 from queue_exp.config import REPO_ROOT
-from queue_exp.course.exercises import Feedback, first_steps
+from queue_exp.course.exercises import Feedback
+from queue_exp.course.exercises import first_steps
 from queue_exp.course.exercises import kafka as kx
 from queue_exp.course.exercises import rabbitmq as rx
 from queue_exp.course.kafka import log as kafka_log
@@ -374,7 +377,9 @@ def test_student_and_teacher_copies_differ_only_in_the_learner_cells(name):
 
 
 def test_a_send_to_a_missing_topic_gets_a_hint_about_creating_it(settings):
-    from queue_exp.course.exercises.feedback import Feedback, not_finished, run_learner_code
+    from queue_exp.course.exercises.feedback import Feedback
+    from queue_exp.course.exercises.feedback import not_finished
+    from queue_exp.course.exercises.feedback import run_learner_code
 
     def send_one():
         producer = kafka.make_producer(settings)

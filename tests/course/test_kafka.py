@@ -11,11 +11,13 @@ import uuid
 import pytest
 from matplotlib.figure import Figure
 
-from queue_exp.clients import kafka, kafka_admin
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
 from queue_exp.course.kafka import log as kafka_log
 from queue_exp.course.kafka import plots as kafka_plots
 from queue_exp.course.kafka.groups import ConsumerGroupLab
-from queue_exp.course.kafka.log import USERS, keyed_messages
+from queue_exp.course.kafka.log import USERS
+from queue_exp.course.kafka.log import keyed_messages
 from queue_exp.course.run import Run
 
 

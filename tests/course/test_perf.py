@@ -10,8 +10,10 @@ import time
 
 import pytest
 
-from queue_exp.clients import kafka_admin, rabbitmq
-from queue_exp.course import notebook, perf
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
+from queue_exp.course import notebook
+from queue_exp.course import perf
 from queue_exp.course.run import Run
 from queue_exp.messages import decode
 from queue_exp.server import start_api
@@ -113,14 +115,22 @@ def test_kafka_produce_then_consume_counts_every_message(settings, names):
     assert read["MB/s"] > 0
 
 
-def test_kafka_consume_stops_at_its_timeout(settings, names):
-    topic, _ = names
-    name = topic("short")
-    perf.kafka_produce(name, perf.make_bodies(10, 100), settings=settings)
+@pytest.mark.parametrize("broker", ["kafka", "rabbitmq"])
+def test_consume_stops_at_its_timeout_and_returns_what_there_is(settings, names, broker):
+    topic, queue = names
+    bodies = perf.make_bodies(10, 100)
+    if broker == "kafka":
+        name = topic("short")
+        perf.kafka_produce(name, bodies, settings=settings)
+        consume = perf.kafka_consume
+    else:
+        name = queue("short")
+        perf.rabbit_publish(name, bodies, settings=settings)
+        consume = perf.rabbit_consume
     start = time.monotonic()
-    read = perf.kafka_consume(name, 1000, timeout_s=1.0, settings=settings)
+    read = consume(name, 1000, timeout_s=1.0, settings=settings)
     assert read["messages"] == 10
-    assert time.monotonic() - start < 8  # 1 s of polling, plus connecting and closing
+    assert time.monotonic() - start < 8  # 1 s of reading, plus connecting and closing
 
 
 def test_settings_grid_and_compression_rows(settings, names):
@@ -158,16 +168,6 @@ def test_rabbit_publish_then_consume_counts_every_message(settings, names):
         assert connection.channel().queue_declare(name, passive=True).method.message_count == 0
 
 
-def test_rabbit_consume_stops_at_its_timeout_and_returns_the_rest(settings, names):
-    _, queue = names
-    name = queue("short")
-    perf.rabbit_publish(name, perf.make_bodies(10, 100), settings=settings)
-    start = time.monotonic()
-    read = perf.rabbit_consume(name, 1000, timeout_s=1.0, settings=settings)
-    assert read["messages"] == 10
-    assert time.monotonic() - start < 8
-
-
 def test_confirm_modes_has_four_modes_and_every_message(settings, names):
     _, queue = names
     rows = perf.confirm_modes(queue("confirms", durable=True), count=200, repeats=1,
@@ -196,8 +196,8 @@ def test_size_sweep_sends_and_receives_everything(settings, names):
 def test_latency_runs_receive_every_message_sent(settings, names):
     topic, queue = names
     runs = [
-        perf.kafka_latency(topic("latency"), count=200, rate=1000, settings=settings),
-        perf.rabbit_latency(queue("latency"), count=200, rate=1000, settings=settings),
+        perf.latency("kafka", topic("latency"), count=200, rate=1000, settings=settings),
+        perf.latency("rabbitmq", queue("latency"), count=200, rate=1000, settings=settings),
     ]
     for run in runs:
         assert run.sent == run.received == 200
@@ -210,7 +210,7 @@ def test_latency_runs_receive_every_message_sent(settings, names):
 def test_latency_run_stops_sending_at_its_timeout(settings, names):
     topic, _ = names
     start = time.monotonic()
-    run = perf.kafka_latency(topic("slow"), count=1000, rate=20, timeout_s=1.0,
+    run = perf.latency("kafka", topic("slow"), count=1000, rate=20, timeout_s=1.0,
                              settings=settings)
     assert 0 < run.sent < 1000
     assert run.received == run.sent

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from queue_exp.clients import rabbitmq
-from queue_exp.clients.rabbitmq_management import Management, ManagementUnavailable
+from queue_exp.clients.rabbitmq_management import Management
+from queue_exp.clients.rabbitmq_management import ManagementUnavailable
 from queue_exp.config import get_settings
 from queue_exp.course import rabbitmq as rl
 from queue_exp.course.run import Run

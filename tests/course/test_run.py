@@ -1,7 +1,9 @@
 """The one Run every notebook, comparison, exercise sheet and benchmark uses:
 fresh names, and a clean-up that leaves nothing of the run on either broker."""
 
-from queue_exp.clients import kafka, kafka_admin, rabbitmq
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
 from queue_exp.course.run import Run
 from queue_exp.messages import Message
 

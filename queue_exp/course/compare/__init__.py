@@ -15,18 +15,22 @@ from those rows.
 Every helper is bounded by a timeout; consumer threads stop on an event.
 """
 
-from queue_exp.course.compare.consumers import fan_out, split_work
-from queue_exp.course.compare.delivery import (
-    AT_LEAST_ONCE,
-    AT_MOST_ONCE,
-    crash_between_steps,
-    kafka_transaction_crash,
-)
+from queue_exp.course.compare.consumers import fan_out
+from queue_exp.course.compare.consumers import split_work
+from queue_exp.course.compare.delivery import AT_LEAST_ONCE
+from queue_exp.course.compare.delivery import AT_MOST_ONCE
+from queue_exp.course.compare.delivery import crash_between_steps
+from queue_exp.course.compare.delivery import kafka_transaction_crash
 from queue_exp.course.compare.io import numbered
-from queue_exp.course.compare.ordering import KEYS, retry_one
-from queue_exp.course.compare.plots import plot_ordering, plot_split
-from queue_exp.course.compare.retention import read_three_times, stream_consumer_rules
-from queue_exp.course.compare.table import SEED, comparison_rows, seed_check
+from queue_exp.course.compare.ordering import KEYS
+from queue_exp.course.compare.ordering import retry_one
+from queue_exp.course.compare.plots import plot_ordering
+from queue_exp.course.compare.plots import plot_split
+from queue_exp.course.compare.retention import read_three_times
+from queue_exp.course.compare.retention import stream_consumer_rules
+from queue_exp.course.compare.table import SEED
+from queue_exp.course.compare.table import comparison_rows
+from queue_exp.course.compare.table import seed_check
 
 __all__ = [
     "AT_LEAST_ONCE", "AT_MOST_ONCE", "KEYS", "SEED", "comparison_rows",

@@ -8,9 +8,14 @@ import threading
 import time
 from typing import Any
 
-from queue_exp.clients import kafka_admin, rabbitmq
-from queue_exp.course.compare.io import numbered, publish, read_queue
-from queue_exp.course.compare.workers import DONE, KafkaGroup, RabbitWorkers
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
+from queue_exp.course.compare.io import numbered
+from queue_exp.course.compare.io import publish
+from queue_exp.course.compare.io import read_queue
+from queue_exp.course.compare.workers import DONE
+from queue_exp.course.compare.workers import KafkaGroup
+from queue_exp.course.compare.workers import RabbitWorkers
 from queue_exp.course.kafka import log as kafka_log
 from queue_exp.course.kafka.log import produce
 from queue_exp.course.run import Run

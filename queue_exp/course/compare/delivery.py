@@ -12,12 +12,19 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from queue_exp.clients import kafka, kafka_admin, rabbitmq
-from queue_exp.course.compare.io import number_of, numbered, publish, read_queue
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
+from queue_exp.course.compare.io import number_of
+from queue_exp.course.compare.io import numbered
+from queue_exp.course.compare.io import publish
+from queue_exp.course.compare.io import read_queue
 from queue_exp.course.kafka import log as kafka_log
 from queue_exp.course.kafka.log import produce
 from queue_exp.course.run import Run
-from queue_exp.messages import Message, decode_lenient, encode
+from queue_exp.messages import Message
+from queue_exp.messages import decode_lenient
+from queue_exp.messages import encode
 
 AT_MOST_ONCE = "confirm, then work"
 AT_LEAST_ONCE = "work, then confirm"

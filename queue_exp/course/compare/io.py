@@ -14,7 +14,8 @@ from pika.exceptions import ConnectionClosedByBroker
 
 from queue_exp.clients import rabbitmq
 from queue_exp.config import Settings
-from queue_exp.messages import Message, decode_lenient
+from queue_exp.messages import Message
+from queue_exp.messages import decode_lenient
 
 log = logging.getLogger(__name__)
 

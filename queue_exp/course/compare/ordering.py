@@ -10,7 +10,10 @@ from collections import Counter
 from typing import Any
 
 from queue_exp.course.compare.io import publish
-from queue_exp.course.compare.workers import DONE, RETRY, KafkaGroup, RabbitWorkers
+from queue_exp.course.compare.workers import DONE
+from queue_exp.course.compare.workers import RETRY
+from queue_exp.course.compare.workers import KafkaGroup
+from queue_exp.course.compare.workers import RabbitWorkers
 from queue_exp.course.kafka import log as kafka_log
 from queue_exp.course.kafka.log import produce
 from queue_exp.course.run import Run

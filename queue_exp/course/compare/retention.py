@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pika.exceptions import AMQPError, ChannelClosedByBroker
+from pika.exceptions import AMQPError
+from pika.exceptions import ChannelClosedByBroker
 
-from queue_exp.clients import kafka_admin, rabbitmq
-from queue_exp.course.compare.io import numbered, publish, read_queue
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
+from queue_exp.course.compare.io import numbered
+from queue_exp.course.compare.io import publish
+from queue_exp.course.compare.io import read_queue
 from queue_exp.course.kafka import log as kafka_log
 from queue_exp.course.kafka.log import produce
 from queue_exp.course.run import Run

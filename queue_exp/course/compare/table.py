@@ -3,10 +3,12 @@ a number or a yes/no that an experiment produced, and names that experiment."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
-from queue_exp.course.compare.delivery import AT_LEAST_ONCE, AT_MOST_ONCE
+from queue_exp.course.compare.delivery import AT_LEAST_ONCE
+from queue_exp.course.compare.delivery import AT_MOST_ONCE
 
 # The experiments whose results the table is built from, by name.
 RESULTS = ("retention", "fan_out", "splits", "orderings", "crashes", "transaction")

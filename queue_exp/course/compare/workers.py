@@ -26,8 +26,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from queue_exp.clients import consumers, kafka, kafka_admin, rabbitmq
-from queue_exp.config import Settings, get_settings
+from queue_exp.clients import consumers
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
 from queue_exp.waiting import wait_until
 
 DONE = "done"

@@ -14,8 +14,10 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import TypeVar
 
 from queue_exp.clients.rabbitmq_management import ManagementUnavailable
 from queue_exp.errors import BrokerUnavailable

@@ -19,7 +19,11 @@ import httpx
 from queue_exp.clients import kafka_admin
 from queue_exp.config import Settings
 from queue_exp.course.exercises import probes
-from queue_exp.course.exercises.feedback import Feedback, count, friendly_errors, kind, quoted
+from queue_exp.course.exercises.feedback import Feedback
+from queue_exp.course.exercises.feedback import count
+from queue_exp.course.exercises.feedback import friendly_errors
+from queue_exp.course.exercises.feedback import kind
+from queue_exp.course.exercises.feedback import quoted
 
 __all__ = [
     "setup_first_message", "check_first_message", "setup_same_partition",

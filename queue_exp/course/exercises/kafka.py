@@ -12,22 +12,21 @@ partition is fixed); checks read the topic themselves and compare.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from queue_exp.clients import kafka_admin
 from queue_exp.config import Settings
 from queue_exp.course.exercises import probes
-from queue_exp.course.exercises.feedback import (
-    Feedback,
-    count,
-    describe_error,
-    friendly_errors,
-    kind,
-    not_finished,
-    quoted,
-    run_learner_code,
-)
+from queue_exp.course.exercises.feedback import Feedback
+from queue_exp.course.exercises.feedback import count
+from queue_exp.course.exercises.feedback import describe_error
+from queue_exp.course.exercises.feedback import friendly_errors
+from queue_exp.course.exercises.feedback import kind
+from queue_exp.course.exercises.feedback import not_finished
+from queue_exp.course.exercises.feedback import quoted
+from queue_exp.course.exercises.feedback import run_learner_code
 from queue_exp.course.kafka import log as kafka_log
 from queue_exp.course.kafka.groups import ConsumerGroupLab
 from queue_exp.course.run import Run

@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from queue_exp.clients import kafka_admin, rabbitmq
+from queue_exp.clients import kafka_admin
+from queue_exp.clients import rabbitmq
 from queue_exp.clients.rabbitmq import open_channel  # re-exported for the checks
 from queue_exp.config import Settings
 from queue_exp.course.kafka import log as kafka_log
-from queue_exp.messages import Message, decode_lenient
+from queue_exp.messages import Message
+from queue_exp.messages import decode_lenient
 
 # ----------------------------------------------------------------- answers
 

@@ -12,7 +12,8 @@ dead-letters it), and what the broker holds afterwards.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from pika.adapters.blocking_connection import BlockingChannel
@@ -21,15 +22,13 @@ from pika.exceptions import AMQPChannelError
 from queue_exp.clients import rabbitmq
 from queue_exp.config import Settings
 from queue_exp.course.exercises import probes
-from queue_exp.course.exercises.feedback import (
-    Feedback,
-    count,
-    describe_error,
-    friendly_errors,
-    not_finished,
-    quoted,
-    run_learner_code,
-)
+from queue_exp.course.exercises.feedback import Feedback
+from queue_exp.course.exercises.feedback import count
+from queue_exp.course.exercises.feedback import describe_error
+from queue_exp.course.exercises.feedback import friendly_errors
+from queue_exp.course.exercises.feedback import not_finished
+from queue_exp.course.exercises.feedback import quoted
+from queue_exp.course.exercises.feedback import run_learner_code
 from queue_exp.course.run import Run
 
 TASKS = ("resize photo-1.jpg", "resize photo-2.jpg", "resize notes.txt",

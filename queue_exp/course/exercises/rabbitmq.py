@@ -13,22 +13,23 @@ probe messages, and reads back what the broker did with them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 from queue_exp.clients import rabbitmq
 from queue_exp.clients.rabbitmq_management import Management
 from queue_exp.config import Settings
 from queue_exp.course.exercises import probes
-from queue_exp.course.exercises.feedback import (
-    Feedback,
-    count,
-    friendly_errors,
-    kind,
-    not_finished,
-    quoted,
-    run_learner_code,
-)
-from queue_exp.course.exercises.rabbit_worker import WorkerTask, check_worker, setup_worker
+from queue_exp.course.exercises.feedback import Feedback
+from queue_exp.course.exercises.feedback import count
+from queue_exp.course.exercises.feedback import friendly_errors
+from queue_exp.course.exercises.feedback import kind
+from queue_exp.course.exercises.feedback import not_finished
+from queue_exp.course.exercises.feedback import quoted
+from queue_exp.course.exercises.feedback import run_learner_code
+from queue_exp.course.exercises.rabbit_worker import WorkerTask
+from queue_exp.course.exercises.rabbit_worker import check_worker
+from queue_exp.course.exercises.rabbit_worker import setup_worker
 from queue_exp.course.run import Run
 
 __all__ = [

@@ -12,21 +12,21 @@ Notebooks use the names below as ``from queue_exp.course import kafka as kl``.
 """
 
 from queue_exp.course.kafka.groups import ConsumerGroupLab
-from queue_exp.course.kafka.log import (
-    USERS,
-    join_then_produce,
-    keyed_messages,
-    lag_table,
-    log_table,
-    now_ms,
-    produce,
-    read_to_end,
-    read_twice,
-    record_ids,
-    replay_from,
-    wait_for_retention,
-)
-from queue_exp.course.kafka.plots import plot_handled, plot_log, plot_replay
+from queue_exp.course.kafka.log import USERS
+from queue_exp.course.kafka.log import join_then_produce
+from queue_exp.course.kafka.log import keyed_messages
+from queue_exp.course.kafka.log import lag_table
+from queue_exp.course.kafka.log import log_table
+from queue_exp.course.kafka.log import now_ms
+from queue_exp.course.kafka.log import produce
+from queue_exp.course.kafka.log import read_to_end
+from queue_exp.course.kafka.log import read_twice
+from queue_exp.course.kafka.log import record_ids
+from queue_exp.course.kafka.log import replay_from
+from queue_exp.course.kafka.log import wait_for_retention
+from queue_exp.course.kafka.plots import plot_handled
+from queue_exp.course.kafka.plots import plot_log
+from queue_exp.course.kafka.plots import plot_replay
 
 __all__ = [
     "USERS", "ConsumerGroupLab", "join_then_produce", "keyed_messages", "lag_table",

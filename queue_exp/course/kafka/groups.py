@@ -18,9 +18,13 @@ import threading
 import time
 from typing import Any
 
-from queue_exp.clients import kafka, kafka_admin
-from queue_exp.clients.consumers import KafkaConsumerThread, stop_all, wait_settled
-from queue_exp.config import Settings, get_settings
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
+from queue_exp.clients.consumers import KafkaConsumerThread
+from queue_exp.clients.consumers import stop_all
+from queue_exp.clients.consumers import wait_settled
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
 from queue_exp.course.kafka.log import USERS
 from queue_exp.messages import Message
 from queue_exp.waiting import wait_until

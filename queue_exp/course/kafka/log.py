@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
+from kafka import TopicPartition
 
-from queue_exp.clients import kafka, kafka_admin
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
 from queue_exp.config import Settings
 from queue_exp.messages import Message
 from queue_exp.waiting import wait_until

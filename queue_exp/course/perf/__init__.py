@@ -13,22 +13,27 @@ not only how fast, but who was busy.
 Notebooks use the names below as ``from queue_exp.course import perf``.
 """
 
-from queue_exp.course.perf.cpu import Stopwatch, broker_pids
-from queue_exp.course.perf.kafka import (
-    available_codecs,
-    kafka_compression,
-    kafka_consume,
-    kafka_produce,
-    kafka_settings_grid,
-)
-from queue_exp.course.perf.latency import LatencyRun, kafka_latency, percentiles, rabbit_latency
-from queue_exp.course.perf.load import api_end_to_end, api_load
-from queue_exp.course.perf.rabbitmq import confirm_modes, rabbit_consume, rabbit_publish
-from queue_exp.course.perf.sizes import make_bodies, size_sweep
+from queue_exp.course.perf.cpu import Stopwatch
+from queue_exp.course.perf.cpu import broker_pids
+from queue_exp.course.perf.kafka import available_codecs
+from queue_exp.course.perf.kafka import kafka_compression
+from queue_exp.course.perf.kafka import kafka_consume
+from queue_exp.course.perf.kafka import kafka_produce
+from queue_exp.course.perf.kafka import kafka_settings_grid
+from queue_exp.course.perf.latency import LatencyRun
+from queue_exp.course.perf.latency import latency
+from queue_exp.course.perf.latency import percentiles
+from queue_exp.course.perf.load import api_end_to_end
+from queue_exp.course.perf.load import api_load
+from queue_exp.course.perf.rabbitmq import confirm_modes
+from queue_exp.course.perf.rabbitmq import rabbit_consume
+from queue_exp.course.perf.rabbitmq import rabbit_publish
+from queue_exp.course.perf.sizes import make_bodies
+from queue_exp.course.perf.sizes import size_sweep
 
 __all__ = [
     "LatencyRun", "Stopwatch", "api_end_to_end", "api_load", "available_codecs",
-    "broker_pids", "confirm_modes", "kafka_compression", "kafka_consume", "kafka_latency",
+    "broker_pids", "confirm_modes", "kafka_compression", "kafka_consume", "latency",
     "kafka_produce", "kafka_settings_grid", "make_bodies", "percentiles", "rabbit_consume",
-    "rabbit_latency", "rabbit_publish", "size_sweep",
+    "rabbit_publish", "size_sweep",
 ]

@@ -10,7 +10,9 @@ from typing import Any
 
 from queue_exp import brokers
 from queue_exp.brokers import procs
-from queue_exp.config import Settings, get_settings, read_state
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
+from queue_exp.config import read_state
 
 
 def broker_pids(settings: Settings | None = None) -> dict[str, int]:

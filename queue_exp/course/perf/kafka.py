@@ -4,15 +4,19 @@ from the beginning, and how batching, linger and compression change both."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 
-from queue_exp.clients import kafka, kafka_admin
-from queue_exp.config import Settings, get_settings
-from queue_exp.course.perf.cpu import Stopwatch, row
+from queue_exp.clients import kafka
+from queue_exp.clients import kafka_admin
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
+from queue_exp.course.perf.cpu import Stopwatch
+from queue_exp.course.perf.cpu import row
 from queue_exp.course.perf.sizes import Progress
 
 

@@ -6,24 +6,30 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
 import pika
 
-from queue_exp.clients import kafka, rabbitmq
-from queue_exp.clients.consumers import (
-    ConsumerThread,
-    KafkaConsumerThread,
-    RabbitConsumerThread,
-    start_in_order,
-    stop_all,
-)
-from queue_exp.config import Settings, get_settings
-from queue_exp.messages import Message, decode_lenient, encode
+from queue_exp.clients import kafka
+from queue_exp.clients import rabbitmq
+from queue_exp.clients.consumers import ConsumerThread
+from queue_exp.clients.consumers import KafkaConsumerThread
+from queue_exp.clients.consumers import RabbitConsumerThread
+from queue_exp.clients.consumers import start_in_order
+from queue_exp.clients.consumers import stop_all
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
+from queue_exp.messages import Message
+from queue_exp.messages import decode_lenient
+from queue_exp.messages import encode
 from queue_exp.waiting import wait_until
 
 
@@ -127,22 +133,39 @@ def _latency_run(label: str, count: int, rate: float, size: int, timeout_s: floa
     return LatencyRun(label, sent, latencies, rate)
 
 
-def kafka_latency(
-    topic: str,
+def latency(
+    broker: str,
+    target: str,
     count: int = 500,
     rate: float = 500.0,
     *,
     size: int = 200,
-    label: str = "Kafka",
+    label: str | None = None,
+    prefetch: int = 100,
     timeout_s: float = 15.0,
     settings: Settings | None = None,
     **producer_config: Any,
 ) -> LatencyRun:
-    """End-to-end latency: send ``count`` messages at ``rate`` per second (no
-    waiting for acknowledgements), while a consumer thread in this process reads
-    them; latency = consumer callback time - send call time, per message."""
+    """End-to-end latency through a Kafka topic or a RabbitMQ queue (``broker``
+    ``"kafka"`` or ``"rabbitmq"``, ``target`` the topic or the existing queue):
+    send ``count`` messages at ``rate`` per second, without waiting for
+    acknowledgements or confirms, while a consumer thread in this process reads
+    them; latency = consumer callback time - send call time, per message.
+    ``producer_config`` goes to Kafka's producer (e.g. ``linger_ms``); ``prefetch``
+    is the RabbitMQ consumer's window."""
     settings = settings or get_settings()
+    if broker == "kafka":
+        ends = _kafka_ends(target, settings, timeout_s, producer_config)
+    elif broker == "rabbitmq":
+        ends = _rabbitmq_ends(target, settings, prefetch)
+    else:
+        raise ValueError("broker is 'kafka' or 'rabbitmq'")
+    label = label or {"kafka": "Kafka", "rabbitmq": "RabbitMQ"}[broker]
+    return _latency_run(label, count, rate, size, timeout_s, *ends)
 
+
+def _kafka_ends(topic: str, settings: Settings, timeout_s: float,
+                producer_config: dict[str, Any]) -> tuple[Any, Sender]:
     def reader_for(arrived: Callable[[Iterable[bytes]], None]) -> ConsumerThread:
         # no group: it reads every partition, from the end (later records are ours)
         return KafkaConsumerThread(
@@ -159,25 +182,10 @@ def kafka_latency(
         finally:
             producer.close(timeout=5)
 
-    return _latency_run(label, count, rate, size, timeout_s, reader_for, sender)
+    return reader_for, sender
 
 
-def rabbit_latency(
-    queue: str,
-    count: int = 500,
-    rate: float = 500.0,
-    *,
-    size: int = 200,
-    label: str = "RabbitMQ",
-    prefetch: int = 100,
-    timeout_s: float = 15.0,
-    settings: Settings | None = None,
-) -> LatencyRun:
-    """End-to-end latency through a queue: publish ``count`` transient messages at
-    ``rate`` per second without confirms, while a consumer thread with its own
-    connection reads (and acks) them. The queue must exist."""
-    settings = settings or get_settings()
-
+def _rabbitmq_ends(queue: str, settings: Settings, prefetch: int) -> tuple[Any, Sender]:
     def reader_for(arrived: Callable[[Iterable[bytes]], None]) -> ConsumerThread:
         def on_message(_worker, channel, method, _props, body) -> None:
             arrived((body,))
@@ -192,4 +200,4 @@ def rabbit_latency(
             props = pika.BasicProperties(content_type="application/json")
             yield (lambda body: channel.basic_publish("", queue, body, props)), (lambda: None)
 
-    return _latency_run(label, count, rate, size, timeout_s, reader_for, sender)
+    return reader_for, sender

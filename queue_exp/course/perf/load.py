@@ -6,8 +6,8 @@ compete with an in-process API for this interpreter's lock): light enough that
 the server is the bottleneck (measured here: the same requests/s against a bare
 endpoint as wrk, the C load generator).
 
-    python -m queue_exp.course.perf.load URL --clients 16 --count 1000 [--marker perf]
-    python -m queue_exp.course.perf.load URL --clients 32 --seconds 8
+    python -m queue_exp.course.perf URL --clients 16 --count 1000 [--marker perf]
+    python -m queue_exp.course.perf URL --clients 32 --seconds 8
         -> JSON: ok, failed, seconds, rps, latencies_ms, cpu_s
 """
 
@@ -20,9 +20,12 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -81,7 +84,11 @@ async def drive(
     tickets = iter(range(count if count is not None else 10**12))  # shared: each taken once
 
     async def client(number: int) -> None:
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        except OSError:  # nobody listens: this client's requests all fail
+            result.failed += 1
+            return
         try:
             for i, _ticket in enumerate(tickets):
                 if time.monotonic() >= deadline:
@@ -110,7 +117,7 @@ def run_load(url: str, clients: int, *, count: int | None = None, seconds: float
              marker: str | None = None, invalid: bool = False,
              timeout_s: float = 60.0) -> dict[str, Any]:
     """:func:`drive` in a process of its own; its JSON summary."""
-    command = [sys.executable, "-m", "queue_exp.course.perf.load", url, "--clients",
+    command = [sys.executable, "-m", "queue_exp.course.perf", url, "--clients",
                str(clients), "--timeout", str(timeout_s)]
     command += ["--count", str(count)] if count is not None else ["--seconds", str(seconds)]
     command += ["--marker", marker] if marker else []
@@ -177,7 +184,7 @@ def api_end_to_end(messages: Sequence[dict[str, Any]], marker: str) -> list[floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m queue_exp.course.perf.load",
+    parser = argparse.ArgumentParser(prog="python -m queue_exp.course.perf",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("url")
     parser.add_argument("--clients", type=int, default=16)
@@ -195,7 +202,3 @@ def main(argv: Sequence[str] | None = None) -> int:
                                timeout_s=args.timeout))
     print(json.dumps(result.summary()))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

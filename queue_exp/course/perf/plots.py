@@ -4,7 +4,8 @@ displays it); none uses pyplot's global state."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 from matplotlib.figure import Figure

@@ -11,9 +11,12 @@ from typing import Any
 import pika
 
 from queue_exp.clients import rabbitmq
-from queue_exp.config import Settings, get_settings
-from queue_exp.course.perf.cpu import Stopwatch, row
-from queue_exp.messages import Message, encode
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
+from queue_exp.course.perf.cpu import Stopwatch
+from queue_exp.course.perf.cpu import row
+from queue_exp.messages import Message
+from queue_exp.messages import encode
 from queue_exp.waiting import wait_until
 
 

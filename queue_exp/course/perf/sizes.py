@@ -4,13 +4,18 @@ every run), and throughput per message size on both brokers."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
+from datetime import datetime
+from datetime import timezone
 from typing import Any
 
 from queue_exp.clients import kafka_admin
-from queue_exp.config import Settings, get_settings
-from queue_exp.messages import Message, encode
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
+from queue_exp.messages import Message
+from queue_exp.messages import encode
 
 Progress = Callable[..., Iterable[Any]]
 
@@ -61,8 +66,10 @@ def size_sweep(
     ``queue`` must exist and have no consumer. Rows: size, broker, direction,
     msg/s, MB/s, CPU, and for Kafka's producer the records per request."""
     settings = settings or get_settings()
-    from queue_exp.course.perf.kafka import kafka_consume, kafka_produce
-    from queue_exp.course.perf.rabbitmq import rabbit_consume, rabbit_publish
+    from queue_exp.course.perf.kafka import kafka_consume
+    from queue_exp.course.perf.kafka import kafka_produce
+    from queue_exp.course.perf.rabbitmq import rabbit_consume
+    from queue_exp.course.perf.rabbitmq import rabbit_publish
 
     rows = []
     for size in progress(sizes, desc="message sizes") if progress else sizes:

@@ -22,34 +22,36 @@ opened it. Names come from a :class:`~queue_exp.course.run.Run`, whose
 Notebooks use the names below as ``from queue_exp.course import rabbitmq as rl``.
 """
 
-from queue_exp.course.rabbitmq.acks import (
-    ForgottenAck,
-    crash_mid_task,
-    forgotten_ack,
-    kill_worker_mid_task,
-    main,
-)
-from queue_exp.course.rabbitmq.channels import bound_exchange, message_count
-from queue_exp.course.rabbitmq.confirms import CONFIRM_MODES, confirm_timings, unroutable_publish
-from queue_exp.course.rabbitmq.dead_letters import (
-    dead_letter_exchange,
-    expire_into_dead_letters,
-    poison_in_quorum_queue,
-    read_dead_letters,
-    reject_into_dead_letters,
-    ttl_head_of_line,
-    x_death,
-)
-from queue_exp.course.rabbitmq.durability import (
-    DURABILITY_CASES,
-    after_restart,
-    prepare_durability,
-    restart_rabbitmq,
-)
-from queue_exp.course.rabbitmq.plots import plot_confirm_timings, plot_work_runs
-from queue_exp.course.rabbitmq.routing import fanout_late_subscriber, routing_experiment
-from queue_exp.course.rabbitmq.rpc import DIRECT_REPLY_TO, rpc_round_trip
-from queue_exp.course.rabbitmq.work import WorkRun, read_twice_side_by_side, run_work_queue
+from queue_exp.course.rabbitmq.acks import ForgottenAck
+from queue_exp.course.rabbitmq.acks import crash_mid_task
+from queue_exp.course.rabbitmq.acks import forgotten_ack
+from queue_exp.course.rabbitmq.acks import kill_worker_mid_task
+from queue_exp.course.rabbitmq.acks import main
+from queue_exp.course.rabbitmq.channels import bound_exchange
+from queue_exp.course.rabbitmq.channels import message_count
+from queue_exp.course.rabbitmq.confirms import CONFIRM_MODES
+from queue_exp.course.rabbitmq.confirms import confirm_timings
+from queue_exp.course.rabbitmq.confirms import unroutable_publish
+from queue_exp.course.rabbitmq.dead_letters import dead_letter_exchange
+from queue_exp.course.rabbitmq.dead_letters import expire_into_dead_letters
+from queue_exp.course.rabbitmq.dead_letters import poison_in_quorum_queue
+from queue_exp.course.rabbitmq.dead_letters import read_dead_letters
+from queue_exp.course.rabbitmq.dead_letters import reject_into_dead_letters
+from queue_exp.course.rabbitmq.dead_letters import ttl_head_of_line
+from queue_exp.course.rabbitmq.dead_letters import x_death
+from queue_exp.course.rabbitmq.durability import DURABILITY_CASES
+from queue_exp.course.rabbitmq.durability import after_restart
+from queue_exp.course.rabbitmq.durability import prepare_durability
+from queue_exp.course.rabbitmq.durability import restart_rabbitmq
+from queue_exp.course.rabbitmq.plots import plot_confirm_timings
+from queue_exp.course.rabbitmq.plots import plot_work_runs
+from queue_exp.course.rabbitmq.routing import fanout_late_subscriber
+from queue_exp.course.rabbitmq.routing import routing_experiment
+from queue_exp.course.rabbitmq.rpc import DIRECT_REPLY_TO
+from queue_exp.course.rabbitmq.rpc import rpc_round_trip
+from queue_exp.course.rabbitmq.work import WorkRun
+from queue_exp.course.rabbitmq.work import read_twice_side_by_side
+from queue_exp.course.rabbitmq.work import run_work_queue
 
 __all__ = [
     "CONFIRM_MODES", "DIRECT_REPLY_TO", "DURABILITY_CASES", "ForgottenAck", "WorkRun",

@@ -15,13 +15,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from queue_exp.clients import rabbitmq
-from queue_exp.clients.consumers import RabbitConsumerThread, start_in_order, stop_all
-from queue_exp.config import Settings, get_settings
-from queue_exp.course.rabbitmq.channels import declared_queue, message_count, publish
+from queue_exp.clients.consumers import RabbitConsumerThread
+from queue_exp.clients.consumers import start_in_order
+from queue_exp.clients.consumers import stop_all
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
+from queue_exp.course.rabbitmq.channels import declared_queue
+from queue_exp.course.rabbitmq.channels import message_count
+from queue_exp.course.rabbitmq.channels import publish
 from queue_exp.course.run import Run
 from queue_exp.messages import decode_lenient
 

@@ -12,8 +12,10 @@ import pika
 from pika.exceptions import UnroutableError
 
 from queue_exp.clients import rabbitmq
-from queue_exp.config import Settings, get_settings
-from queue_exp.course.rabbitmq.channels import declared_queue, open_channel
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
+from queue_exp.course.rabbitmq.channels import declared_queue
+from queue_exp.course.rabbitmq.channels import open_channel
 from queue_exp.course.run import Run
 from queue_exp.messages import Message
 

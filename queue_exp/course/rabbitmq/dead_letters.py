@@ -9,14 +9,12 @@ import time
 from typing import Any
 
 from queue_exp.clients import rabbitmq
-from queue_exp.course.rabbitmq.channels import (
-    bound_exchange,
-    declared_queue,
-    drain,
-    message_count,
-    open_channel,
-    publish,
-)
+from queue_exp.course.rabbitmq.channels import bound_exchange
+from queue_exp.course.rabbitmq.channels import declared_queue
+from queue_exp.course.rabbitmq.channels import drain
+from queue_exp.course.rabbitmq.channels import message_count
+from queue_exp.course.rabbitmq.channels import open_channel
+from queue_exp.course.rabbitmq.channels import publish
 from queue_exp.course.run import Run
 from queue_exp.waiting import wait_until
 

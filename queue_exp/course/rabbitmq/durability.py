@@ -8,7 +8,9 @@ from typing import Any
 
 from queue_exp import brokers
 from queue_exp.config import read_state
-from queue_exp.course.rabbitmq.channels import declared_queue, message_count, publish
+from queue_exp.course.rabbitmq.channels import declared_queue
+from queue_exp.course.rabbitmq.channels import message_count
+from queue_exp.course.rabbitmq.channels import publish
 from queue_exp.course.run import Run
 
 DURABILITY_CASES = (

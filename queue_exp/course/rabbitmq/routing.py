@@ -9,7 +9,8 @@ from typing import Any
 from pika.exceptions import UnroutableError
 
 from queue_exp.clients import rabbitmq
-from queue_exp.course.rabbitmq.channels import drain, open_channel
+from queue_exp.course.rabbitmq.channels import drain
+from queue_exp.course.rabbitmq.channels import open_channel
 from queue_exp.course.run import Run
 from queue_exp.messages import Message
 

@@ -9,10 +9,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from queue_exp.clients import rabbitmq
-from queue_exp.clients.consumers import RabbitConsumerThread, start_in_order, stop_all
-from queue_exp.course.rabbitmq.channels import declared_queue, open_channel
+from queue_exp.clients.consumers import RabbitConsumerThread
+from queue_exp.clients.consumers import start_in_order
+from queue_exp.clients.consumers import stop_all
+from queue_exp.course.rabbitmq.channels import declared_queue
+from queue_exp.course.rabbitmq.channels import open_channel
 from queue_exp.course.run import Run
-from queue_exp.messages import Message, decode_lenient
+from queue_exp.messages import Message
+from queue_exp.messages import decode_lenient
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"  # RabbitMQ's pseudo-queue for RPC replies
 

@@ -7,10 +7,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from queue_exp.clients import kafka, rabbitmq
-from queue_exp.clients.consumers import RabbitConsumerThread, start_in_order, stop_all
-from queue_exp.config import Settings, get_settings
-from queue_exp.course.rabbitmq.channels import declared_queue, open_channel, publish
+from queue_exp.clients import kafka
+from queue_exp.clients import rabbitmq
+from queue_exp.clients.consumers import RabbitConsumerThread
+from queue_exp.clients.consumers import start_in_order
+from queue_exp.clients.consumers import stop_all
+from queue_exp.config import Settings
+from queue_exp.config import get_settings
+from queue_exp.course.rabbitmq.channels import declared_queue
+from queue_exp.course.rabbitmq.channels import open_channel
+from queue_exp.course.rabbitmq.channels import publish
 from queue_exp.course.run import Run
 from queue_exp.messages import Message
 from queue_exp.waiting import wait_until
