@@ -13,11 +13,22 @@ LAB_BROWSER := $(if $(DISPLAY)$(WAYLAND_DISPLAY),,--no-browser)
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps lab test brokers brokers-down brokers-status serve bench html lint notebooks clean
+# `make test-rabbitmq-next`: the RabbitMQ part of the suite on the newest RabbitMQ
+# Debian ships, in a debootstrap root cached under .queue_exp/, with transient
+# non-exclusive queues denied (the announced default of future RabbitMQ releases).
+NEXT_HOME ?= $(CURDIR)/.queue_exp/next
+NEXT_ROOT ?= $(CURDIR)/.queue_exp/rabbitmq-next-root
+NEXT_TESTS ?= tests/clients/test_rabbitmq.py tests/clients/test_consumers.py \
+	tests/api/test_rabbitmq_routing.py tests/course/test_rabbitmq.py \
+	notebooks/05-*.ipynb notebooks/06-*.ipynb notebooks/07-*.ipynb notebooks/08-*.ipynb \
+	notebooks/exercises/07-*.ipynb teacher/solutions/07-*.ipynb
+
+.PHONY: help setup system-deps lab test test-rabbitmq-next brokers brokers-down brokers-status serve bench html lint notebooks clean
 
 help:
 	@echo "make lab            set up, start the brokers if needed, open JupyterLab on notebooks/"
 	@echo "make test           set up, then unit + integration + notebook tests on real brokers"
+	@echo "make test-rabbitmq-next   (maintainers, root) the RabbitMQ tests on the newest RabbitMQ"
 	@echo "make brokers        start the embedded brokers (or find running ones); print addresses"
 	@echo "make brokers-down   stop the brokers the launcher started"
 	@echo "make serve          run the API on http://127.0.0.1:8000"
@@ -52,6 +63,12 @@ lab: brokers
 # The suite starts any broker that is not already reachable and stops what it started.
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-rabbitmq-next: setup
+	bash scripts/rabbitmq-next.sh $(NEXT_ROOT)
+	QUEUE_EXP_HOME=$(NEXT_HOME) QUEUE_EXP_RABBITMQ_ROOT=$(NEXT_ROOT) \
+	QUEUE_EXP_RABBITMQ_EXTRA_CONF='deprecated_features.permit.transient_nonexcl_queues = false' \
+		$(PY) -m pytest $(PYTEST_ARGS) $(NEXT_TESTS)
 
 serve: brokers
 	$(PY) -m queue_exp serve

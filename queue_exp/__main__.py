@@ -1,4 +1,5 @@
-"""Command line: `python -m queue_exp brokers up|down|status`, `reset`, `serve`."""
+"""Command line: `python -m queue_exp brokers up|down|status`, `reset`, `serve`, and
+`tool NAME ARGS...` (the brokers' own CLI tools, pointed at the configured brokers)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _print_status() -> None:
             pid = info.get("pid")
             line += f"  (embedded, pid {pid}, {info.get('rss_mb')} MiB)" if pid else "  (embedded)"
             if info.get("version"):
-                line += f"  Kafka {info['version']}"
+                line += f"  {'Kafka' if name == 'kafka' else 'RabbitMQ'} {info['version']}"
         else:
             line += "  (external)"
         print(line)
@@ -72,6 +73,17 @@ def reset_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def tool_command(args: argparse.Namespace) -> int:
+    from queue_exp.brokers.tools import tool
+
+    run = tool(args.name, *args.args, timeout_s=args.timeout)
+    if run.stdout:
+        sys.stdout.write(run.stdout)
+    if run.stderr:
+        sys.stderr.write(run.stderr)
+    return run.returncode
+
+
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -91,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--namespace", help="default: QUEUE_EXP_NAMESPACE")
     r.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     r.set_defaults(func=reset_command)
+    from queue_exp.brokers.tools import TOOLS
+
+    t = sub.add_parser("tool", help="a broker's own command-line tool, pointed at the "
+                       "configured brokers (e.g. tool kafka-topics --list)")
+    t.add_argument("name", choices=TOOLS)
+    t.add_argument("args", nargs=argparse.REMAINDER, help="the tool's own arguments")
+    t.add_argument("--timeout", type=float, default=120.0, help=argparse.SUPPRESS)
+    t.set_defaults(func=tool_command)
     s = sub.add_parser("serve", help="run the API (uvicorn)")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     s.add_argument("--port", type=int, default=8000)

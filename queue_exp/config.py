@@ -90,8 +90,10 @@ class _StateFile(PydanticBaseSettingsSource):
         found = {"KAFKA_BOOTSTRAP_SERVERS": kafka.get("bootstrap_servers"),
                  "RABBITMQ_URL": rabbit.get("url")}
         if not os.environ.get("RABBITMQ_URL"):
-            # the embedded broker's UI; a broker named by RABBITMQ_URL has its own
+            # the embedded broker's UI and stream port; a broker named by RABBITMQ_URL
+            # has its own
             found["RABBITMQ_MANAGEMENT_URL"] = rabbit.get("management_url")
+            found["RABBITMQ_STREAM_URL"] = rabbit.get("stream_url")
         return {key: value for key, value in found.items() if value}
 
 
@@ -105,8 +107,10 @@ class Settings(BaseSettings):
     # each field is read from the env var its alias names
     kafka_bootstrap_servers: str = Field(DEFAULT_KAFKA, alias="KAFKA_BOOTSTRAP_SERVERS")
     rabbitmq_url: str = Field(DEFAULT_RABBITMQ, alias="RABBITMQ_URL")
-    # default: port 15672 on the RabbitMQ host (see _management_default)
+    # default: port 15672 on the RabbitMQ host (see _rabbitmq_defaults)
     rabbitmq_management_url: str | None = Field(None, alias="RABBITMQ_MANAGEMENT_URL")
+    # RabbitMQ's stream protocol; default: port 5552 on the RabbitMQ host, same user
+    rabbitmq_stream_url: str | None = Field(None, alias="RABBITMQ_STREAM_URL")
     namespace: str = Field("", alias="QUEUE_EXP_NAMESPACE")
     home: Path = Field(default_factory=home_dir, alias="QUEUE_EXP_HOME")
     max_stored_messages: int = Field(1000, ge=1, alias="QUEUE_EXP_MAX_STORED_MESSAGES")
@@ -132,10 +136,15 @@ class Settings(BaseSettings):
         return Path(value).resolve()
 
     @model_validator(mode="after")
-    def _management_default(self) -> Settings:
+    def _rabbitmq_defaults(self) -> Settings:
+        amqp = urlsplit(self.rabbitmq_url)
+        host = amqp.hostname or "localhost"
         if not self.rabbitmq_management_url:
-            host = urlsplit(self.rabbitmq_url).hostname or "localhost"
             object.__setattr__(self, "rabbitmq_management_url", f"http://{host}:15672")
+        if not self.rabbitmq_stream_url:
+            user = amqp.netloc.rsplit("@", 1)[0] + "@" if "@" in amqp.netloc else ""
+            stream = f"rabbitmq-stream://{user}{host}:5552{amqp.path or '/%2F'}"
+            object.__setattr__(self, "rabbitmq_stream_url", stream)
         return self
 
     def replace(self, **changes: Any) -> Settings:

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from queue_exp.brokers import procs
+from queue_exp.config import REPO_ROOT
 from queue_exp.config import get_settings
 from queue_exp.config import shared_mode
 from queue_exp.errors import LauncherError
@@ -72,9 +73,14 @@ def ensure_jars(home: Path) -> tuple[Path, str]:
         return libs, jar.stem.split("-", 1)[1]
     version = pom_kafka_version()
     libs = home / "kafka" / f"libs-{version}"
-    stamp = libs / ".complete"
     digest = hashlib.sha256(POM.read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
+    checkout = REPO_ROOT / ".queue_exp" / "kafka" / libs.name
+    if not libs.exists() and checkout != libs and _complete(checkout, digest):
+        # another home (a test's, a benchmark's, the RabbitMQ-next run's) uses the jars
+        # this checkout already downloaded instead of fetching them again
+        libs.parent.mkdir(parents=True, exist_ok=True)
+        libs.symlink_to(checkout.resolve())
+    if _complete(libs, digest):
         return libs, version
     mvn = shutil.which("mvn")
     if not mvn:
@@ -93,8 +99,14 @@ def ensure_jars(home: Path) -> tuple[Path, str]:
         raise LauncherError(
             f"Maven could not fetch Kafka {version}:\n{(result.stdout + result.stderr)[-3000:]}"
         )
-    stamp.write_text(digest)
+    (libs / ".complete").write_text(digest)
     return libs, version
+
+
+def _complete(libs: Path, digest: str) -> bool:
+    """Did a download for this POM (its digest) finish into ``libs``?"""
+    stamp = libs / ".complete"
+    return stamp.exists() and stamp.read_text() == digest
 
 
 def share_jars(home: Path, source: Path | None = None) -> None:
@@ -160,6 +172,9 @@ logger.config.level = WARN
 
 
 def _cluster_id() -> str:
+    """A random cluster id as Kafka writes them (22 URL-safe base64 characters; one
+    in 32 starts with ``-``, so pass it as ``--cluster-id=...``, never as a separate
+    argument the tool would read as an option)."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
@@ -189,7 +204,8 @@ def start(home: Path, previous: dict, timeout_s: float) -> dict:
     if not (data_dir / "meta.properties").exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)],
+            [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
+             "-c", str(props)],
             capture_output=True, text=True, timeout=120,
         )
         if fmt.returncode != 0:

@@ -1,9 +1,17 @@
 """Debian's ``rabbitmq-server`` as a plain process with private everything.
 
-Own node name, data/log dirs, Erlang cookie (a private ``HOME``), AMQP port,
-management port, distribution port and epmd port, all on 127.0.0.1. Calls the
-scripts in ``/usr/lib/rabbitmq/bin`` directly: the ``/usr/sbin`` wrappers switch
-to the ``rabbitmq`` user and use the system-wide cookie.
+Own node name, data/log dirs, Erlang cookie (a private ``HOME``), AMQP, stream,
+management, distribution and epmd ports, all on 127.0.0.1. Calls the scripts in
+``/usr/lib/rabbitmq/bin`` directly: the ``/usr/sbin`` wrappers switch to the
+``rabbitmq`` user and use the system-wide cookie.
+
+``QUEUE_EXP_RABBITMQ_ROOT`` names a Debian root with a newer RabbitMQ in it (see
+``scripts/rabbitmq-next.sh``, which makes one with debootstrap): the node then
+runs inside that chroot, with ``/proc`` mounted in a mount namespace of its own,
+and is reached on loopback exactly like the host's one. Paths the node reads
+from its environment are chroot-relative; the launcher keeps the same files
+under ``<root>/srv/queue_exp``. ``QUEUE_EXP_RABBITMQ_EXTRA_CONF`` adds lines to
+``rabbitmq.conf`` (e.g. a newer broker's ``deprecated_features`` settings).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import logging
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,10 +32,11 @@ from queue_exp.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
-BIN = Path(os.environ.get("QUEUE_EXP_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
+BIN = "/usr/lib/rabbitmq/bin"
 NODE = "queue_exp@localhost"
 MARKER = "rabbitmq"  # both the start script and beam.smp carry it in their command line
-PORT_NAMES = ("amqp", "management", "dist", "epmd")
+PORT_NAMES = ("amqp", "management", "stream", "dist", "epmd")
+PLUGINS = ("rabbitmq_management", "rabbitmq_stream")
 
 RABBITMQ_CONF = """\
 # Written by queue_exp's launcher. `127.0.0.1:PORT`, not just PORT: a bare port
@@ -34,6 +44,10 @@ RABBITMQ_CONF = """\
 {listeners}
 management.tcp.ip = {bind}
 management.tcp.port = {management}
+# the stream protocol (rstream and the other stream clients), on a port of its own
+stream.listeners.tcp.default = {bind}:{stream}
+stream.advertised_host = {advertise}
+stream.advertised_port = {stream}
 # the default guest/guest user may only connect from loopback (RabbitMQ's default)
 loopback_users.guest = true
 log.file.level = info
@@ -51,105 +65,172 @@ management.sample_retention_policies.detailed.10 = 1
 """
 
 
-def base_dir(home: Path) -> Path:
-    return home / "rabbitmq"
+def _root() -> Path | None:
+    root = os.environ.get("QUEUE_EXP_RABBITMQ_ROOT", "").strip()
+    return Path(root).resolve() if root else None
 
 
-def cli_env(home: Path, ports: dict) -> dict[str, str]:
-    """Environment under which the server and its CLI tools (rabbitmqctl,
-    rabbitmq-plugins) find this private node."""
-    base = base_dir(home)
-    env = dict(os.environ)
-    env.update(
-        HOME=str(base / "home"),  # the Erlang cookie lives here
-        RABBITMQ_NODENAME=NODE,
-        RABBITMQ_CONFIG_FILE=str(base / "rabbitmq.conf"),
-        RABBITMQ_CONF_ENV_FILE=str(base / "rabbitmq-env.conf"),
-        RABBITMQ_ADVANCED_CONFIG_FILE=str(base / "advanced.config"),
-        RABBITMQ_MNESIA_BASE=str(base / "data"),
-        RABBITMQ_LOG_BASE=str(base / "log"),
-        RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"),
-        RABBITMQ_PID_FILE=str(base / "rabbitmq.pid"),
-        RABBITMQ_DIST_PORT=str(ports["dist"]),
-        ERL_EPMD_PORT=str(ports["epmd"]),
-        ERL_EPMD_ADDRESS="127.0.0.1",
-        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
-    )
-    return env
+@dataclass
+class Node:
+    """One RabbitMQ node's files, ports and name; how to run its scripts."""
 
+    name: str
+    base: Path  # its files, as this process sees them
+    ports: dict[str, int]
+    root: Path | None = None  # a chroot with another RabbitMQ in it
+    cookie_home: Path | None = None  # HOME with the Erlang cookie (default: base/home)
 
-def _script(name: str) -> str:
-    path = BIN / name
-    if not path.exists():
-        raise LauncherError(
-            f"{path} not found: install RabbitMQ (Debian/Ubuntu: `apt-get install "
-            "rabbitmq-server`), or run `docker compose up -d` and set RABBITMQ_URL."
+    @classmethod
+    def embedded(cls, home: Path, ports: dict[str, int]) -> Node:
+        root = _root()
+        base = root / "srv" / "queue_exp" if root else home / "rabbitmq"
+        return cls(NODE, base, ports, root)
+
+    @classmethod
+    def of(cls, entry: dict) -> Node:
+        """The node a state entry describes."""
+        root, cookie = entry.get("root"), entry.get("cookie_home")
+        # entries written before nodes had a "base" kept their files in home/rabbitmq
+        base = Path(entry.get("base") or Path(entry.get("home", ".")) / "rabbitmq")
+        return cls(entry.get("node", NODE), base, entry.get("ports") or {},
+                   Path(root) if root else None, Path(cookie) if cookie else None)
+
+    def seen(self, path: Path) -> str:
+        """``path`` as the node sees it (inside its chroot, if it has one)."""
+        return "/" + str(path.relative_to(self.root)) if self.root else str(path)
+
+    def env(self) -> dict[str, str]:
+        """Environment under which the server and its CLI tools (rabbitmqctl,
+        rabbitmq-plugins) find this private node."""
+        base = self.seen(self.base)
+        env = {} if self.root else dict(os.environ)
+        env.update(
+            HOME=self.seen(self.cookie_home or self.base / "home"),  # the Erlang cookie
+            PATH=f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin" if self.root else env.get("PATH", ""),
+            LANG="C.UTF-8", LC_ALL="C.UTF-8",
+            RABBITMQ_NODENAME=self.name,
+            RABBITMQ_CONFIG_FILE=f"{base}/rabbitmq.conf",
+            RABBITMQ_CONF_ENV_FILE=f"{base}/rabbitmq-env.conf",
+            RABBITMQ_ADVANCED_CONFIG_FILE=f"{base}/advanced.config",
+            RABBITMQ_MNESIA_BASE=f"{base}/data",
+            RABBITMQ_LOG_BASE=f"{base}/log",
+            RABBITMQ_ENABLED_PLUGINS_FILE=f"{base}/enabled_plugins",
+            RABBITMQ_PID_FILE=f"{base}/rabbitmq.pid",
+            RABBITMQ_DIST_PORT=str(self.ports["dist"]),
+            ERL_EPMD_PORT=str(self.ports["epmd"]),
+            ERL_EPMD_ADDRESS="127.0.0.1",
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
         )
-    return str(path)
+        if self.root:
+            # Debian's /usr/sbin wrapper sets it; 4.0's rabbitmq-plugins fails without it
+            plugins = sorted(self.root.glob("usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins"))
+            if plugins:
+                env["RABBITMQ_PLUGINS_DIR"] = self.seen(plugins[-1])
+        return env
+
+    def command(self, script: str, *args: str, server: bool = False) -> list[str]:
+        """The command line that runs one of RabbitMQ's scripts for this node."""
+        binary = Path(BIN) / script
+        if not (self.root or Path("/")).joinpath(binary.relative_to("/")).exists():
+            where = f" in {self.root}" if self.root else ""
+            raise LauncherError(
+                f"{binary} not found{where}: install RabbitMQ (Debian/Ubuntu: `apt-get install "
+                "rabbitmq-server`), or run `docker compose up -d` and set RABBITMQ_URL.")
+        return self.wrap([str(binary), *args], server)
+
+    def wrap(self, argv: list[str], server: bool = False) -> list[str]:
+        """``argv`` run as the node's own programs run: inside its chroot, if it has
+        one. The server there needs /proc (its memory monitor reads it): mounted in
+        a mount namespace of its own, it vanishes with the node's last process."""
+        if not self.root:
+            return argv
+        in_root = ["env", "-i", *(f"{k}={v}" for k, v in self.env().items()),
+                   "chroot", str(self.root), *argv]
+        if not server:
+            return in_root
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount -t proc proc "$1/proc" && shift && exec "$@"', "sh", str(self.root),
+                *in_root]
+
+    def run(self, script: str, *args: str, timeout_s: float = 30.0,
+            stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(script, *args), env=self.env(), capture_output=True,
+                              text=True, timeout=timeout_s, input=stdin, cwd="/")
 
 
 def ctl(entry: dict, *args: str, timeout_s: float = 30.0,
         stdin: str | None = None) -> subprocess.CompletedProcess:
-    """Run ``rabbitmqctl`` against the embedded node."""
-    home = Path(entry["home"])
-    return subprocess.run(
-        [_script("rabbitmqctl"), *args], env=cli_env(home, entry["ports"]),
-        capture_output=True, text=True, timeout=timeout_s, input=stdin,
-    )
+    """Run ``rabbitmqctl`` against the embedded node of a state entry."""
+    return Node.of(entry).run("rabbitmqctl", *args, timeout_s=timeout_s, stdin=stdin)
+
+
+def prepare(node: Node, bind: str = "127.0.0.1", advertise: str = "127.0.0.1") -> None:
+    """Write the node's config and enable its plugins (offline, before it starts)."""
+    if not node.root and not shutil.which("erl") and not Path("/usr/lib/erlang/bin/erl").exists():
+        raise LauncherError("Erlang is missing: `apt-get install rabbitmq-server` brings it.")
+    if node.root:
+        _fix_hosts(node.root)
+    for sub in ("home", "data", "log"):
+        (node.base / sub).mkdir(parents=True, exist_ok=True)
+    extra = os.environ.get("QUEUE_EXP_RABBITMQ_EXTRA_CONF", "").replace("\\n", "\n").strip()
+    (node.base / "rabbitmq.conf").write_text(RABBITMQ_CONF.format(
+        listeners=_listeners(bind, node.ports["amqp"]), bind=bind, advertise=advertise,
+        **node.ports) + (f"# from QUEUE_EXP_RABBITMQ_EXTRA_CONF\n{extra}\n" if extra else ""))
+    (node.base / "rabbitmq-env.conf").touch()  # keep /etc/rabbitmq/rabbitmq-env.conf out
+    enabled = node.base / "enabled_plugins"
+    if not enabled.exists() or not all(p in enabled.read_text() for p in PLUGINS):
+        # the management UI and HTTP API (queue counters), and the stream protocol
+        plugins = node.run("rabbitmq-plugins", "enable", "--offline", *PLUGINS, timeout_s=120)
+        if plugins.returncode != 0:
+            raise LauncherError(f"enabling {', '.join(PLUGINS)} failed:\n{plugins.stderr}")
+
+
+def launch(node: Node) -> subprocess.Popen:
+    """Start the node's server (its own process group); it is not ready yet."""
+    with open(node.base / "server.out", "ab") as out:
+        return subprocess.Popen(
+            node.command("rabbitmq-server", server=True), env=node.env(), stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=node.base,
+            start_new_session=True)
 
 
 def start(home: Path, previous: dict, timeout_s: float) -> dict:
     """Start RabbitMQ; returns its state entry once it accepts an AMQP connection."""
     from queue_exp.clients import rabbitmq  # late: keeps `brokers status` light
 
-    server = _script("rabbitmq-server")
-    if not shutil.which("erl") and not Path("/usr/lib/erlang/bin/erl").exists():
-        raise LauncherError("Erlang is missing: `apt-get install rabbitmq-server` brings it.")
-    base = base_dir(home)
-    for sub in ("home", "data", "log"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
     shared = shared_mode()  # the classroom opt-in; by default loopback only
     bind = shared.bind if shared else "127.0.0.1"
     # a shared broker takes RabbitMQ's usual ports if it can: simpler for the students
-    ports = procs.choose_ports(PORT_NAMES, previous.get("ports"),
-                               {"amqp": 5672, "management": 15672} if shared else None, bind)
-    (base / "rabbitmq.conf").write_text(RABBITMQ_CONF.format(
-        listeners=_listeners(bind, ports["amqp"]), bind=bind, **ports))
-    (base / "rabbitmq-env.conf").touch()  # keep /etc/rabbitmq/rabbitmq-env.conf out
-    env = cli_env(home, ports)
-    if not (base / "enabled_plugins").exists():
-        # the management UI and HTTP API (queue counters in the notebooks)
-        plugins = subprocess.run(
-            [_script("rabbitmq-plugins"), "enable", "--offline", "rabbitmq_management"],
-            env=env, capture_output=True, text=True, timeout=120,
-        )
-        if plugins.returncode != 0:
-            raise LauncherError(f"enabling rabbitmq_management failed:\n{plugins.stderr}")
-    log_path = base / "log" / f"{NODE}.log"
-    with open(base / "server.out", "ab") as out:
-        proc = subprocess.Popen(
-            [server], env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=base, start_new_session=True,
-        )
+    ports = procs.choose_ports(
+        PORT_NAMES, previous.get("ports"),
+        {"amqp": 5672, "management": 15672, "stream": 5552} if shared else None, bind)
+    node = Node.embedded(home, ports)
+    prepare(node, bind, shared.advertise if shared else "127.0.0.1")
+    proc = launch(node)
     url = f"amqp://guest:guest@127.0.0.1:{ports['amqp']}/%2F"
     management_host = "127.0.0.1" if bind in ("127.0.0.1", "0.0.0.0") else bind
     entry = {
         "managed": True, "url": url, "pid": proc.pid, "ports": ports, "home": str(home),
         "management_url": f"http://{management_host}:{ports['management']}",
-        "node": NODE, "log": str(log_path), "data_dir": str(base / "data"),
+        "stream_url": f"rabbitmq-stream://guest:guest@127.0.0.1:{ports['stream']}/%2F",
+        "node": node.name, "base": str(node.base), "root": str(node.root or ""),
+        "log": str(node.base / "log" / f"{node.name}.log"), "data_dir": str(node.base / "data"),
     }
     probe = get_settings().replace(rabbitmq_url=url, broker_timeout_ms=2000)
     procs.await_ready(
         proc, "RabbitMQ", f"127.0.0.1:{ports['amqp']}",
         lambda: procs.port_open("127.0.0.1", ports["amqp"])
         and rabbitmq.ping(probe)["reachable"],
-        timeout_s, [log_path, base / "server.out"], lambda: stop(entry, 15),
+        timeout_s, [Path(entry["log"]), node.base / "server.out"], lambda: stop(entry, 15),
     )
+    entry["version"] = rabbitmq.ping(probe).get("version")
     if shared:
         _add_shared_user(entry, shared)
-        entry["url"] = (f"amqp://{quote(shared.user, safe='')}:{quote(shared.password, safe='')}"
-                        f"@{shared.advertise}:{ports['amqp']}/%2F")
+        user, password = quote(shared.user, safe=""), quote(shared.password, safe="")
+        entry["url"] = f"amqp://{user}:{password}@{shared.advertise}:{ports['amqp']}/%2F"
         entry["management_url"] = f"http://{shared.advertise}:{ports['management']}"
+        entry["stream_url"] = (f"rabbitmq-stream://{user}:{password}@{shared.advertise}:"
+                               f"{ports['stream']}/%2F")
     return entry
 
 
@@ -160,6 +241,15 @@ def _listeners(bind: str, port: int) -> str:
         return f"listeners.tcp.default = 0.0.0.0:{port}"
     # a specific address, plus loopback for the launcher's own checks and rabbitmqctl
     return f"listeners.tcp.1 = 127.0.0.1:{port}\nlisteners.tcp.2 = {bind}:{port}"
+
+
+def _fix_hosts(root: Path) -> None:
+    """debootstrap's minimal root has no /etc/hosts: ``localhost`` would not resolve
+    there, and the node would hang looking for epmd on its host name."""
+    hosts = root / "etc" / "hosts"
+    if "localhost" not in (hosts.read_text() if hosts.exists() else ""):
+        with open(hosts, "a") as f:
+            f.write("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 
 
 def _add_shared_user(entry: dict, shared) -> None:
@@ -178,17 +268,22 @@ def _add_shared_user(entry: dict, shared) -> None:
 def stop(entry: dict, timeout_s: float = 30.0) -> bool:
     """Stop the node, then the epmd it started on its private port (epmd outlives nodes)."""
     stopped = procs.stop_process_group(entry.get("pid"), MARKER, timeout_s)
-    ports = entry.get("ports") or {}
-    epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
-    if ports.get("epmd") and Path(epmd).exists():
-        env = cli_env(Path(entry.get("home", ".")), ports)
-        subprocess.run([epmd, "-port", str(ports["epmd"]), "-kill"], env=env,
-                       capture_output=True, timeout=10)
-        try:
-            wait_until(lambda: not procs.port_open("127.0.0.1", ports["epmd"]), 5.0)
-        except TimeoutError:
-            log.warning("epmd still listens on port %s", ports["epmd"])
+    stop_epmd(Node.of(entry))
     return stopped
+
+
+def stop_epmd(node: Node) -> None:
+    """Stop the epmd on the node's private port (a daemon: it outlives the node)."""
+    port = node.ports.get("epmd")
+    if not port or not procs.port_open("127.0.0.1", port):
+        return
+    epmd = "/usr/lib/erlang/bin/epmd"  # Debian's erlang-base, on the host or in the chroot
+    try:
+        subprocess.run(node.wrap([epmd, "-port", str(port), "-kill"]), env=node.env(),
+                       capture_output=True, timeout=10, cwd="/")
+        wait_until(lambda: not procs.port_open("127.0.0.1", port), 5.0)
+    except (OSError, subprocess.SubprocessError, TimeoutError) as exc:
+        log.warning("epmd on port %s did not stop: %s", port, exc)
 
 
 def alive(entry: dict) -> bool:

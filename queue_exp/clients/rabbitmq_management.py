@@ -20,6 +20,7 @@ import httpx
 
 from queue_exp.config import Settings
 from queue_exp.config import get_settings
+from queue_exp.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -112,26 +113,34 @@ class Management:
         unknown = set(expected) - set(COUNTERS.values())
         if unknown:
             raise ValueError(f"unknown counters {sorted(unknown)}; use {list(COUNTERS.values())}")
-        deadline = time.monotonic() + timeout_s
-        while True:
-            counters = self.queue_counters(name)
-            if all(counters[key] == value for key, value in expected.items()):
-                return counters
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"queue {name!r} still shows {counters} after {timeout_s} s, "
-                    f"expected {expected}"
-                )
-            time.sleep(0.1)
+        seen: dict[str, int | None] = {}
+
+        def as_expected() -> dict[str, int | None] | None:
+            seen.update(self.queue_counters(name))
+            return dict(seen) if all(seen[k] == v for k, v in expected.items()) else None
+
+        try:
+            return wait_until(as_expected, timeout_s, 0.1)
+        except TimeoutError:
+            raise TimeoutError(f"queue {name!r} still shows {seen} after {timeout_s} s, "
+                               f"expected {expected}") from None
 
     def wait_until_up(self, timeout_s: float = 30.0) -> bool:
         """After a broker restart the HTTP API comes up a little after AMQP."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             try:
-                if self.overview():
-                    return True
+                return bool(self.overview())
             except (ManagementUnavailable, httpx.HTTPStatusError):
-                pass
-            time.sleep(0.2)
-        return False
+                return False
+
+        try:
+            return wait_until(answers, timeout_s, 0.2)
+        except TimeoutError:
+            return False
+
+    def started_at(self) -> float:
+        """When the node this API runs on started (Unix time, from its uptime)."""
+        node = self.overview()["node"]
+        info = self._get(f"/nodes/{quote(node, safe='')}") or {}
+        return time.time() - info.get("uptime", 0) / 1000

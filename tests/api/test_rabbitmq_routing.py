@@ -36,7 +36,7 @@ def topic_exchange(settings):
     connection = rabbitmq.connect(settings)
     channel = connection.channel()
     rabbitmq.declare_exchange(channel, exchange, "topic")
-    rabbitmq.declare_queue(channel, queue, durable=False)
+    rabbitmq.declare_queue(channel, queue)
     rabbitmq.bind_queue(channel, queue, exchange, "kern.*")
     connection.close()
     yield exchange, queue

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from queue_exp.brokers.kafka import SERVER_PROPERTIES
+from queue_exp.brokers.rabbitmq import PLUGINS
+from queue_exp.brokers.rabbitmq import RABBITMQ_CONF
 from queue_exp.config import REPO_ROOT
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -54,10 +56,22 @@ def test_kafka_runs_kraft_without_zookeeper(compose):
     assert "zookeeper" not in json.dumps(compose).lower()
 
 
-def test_rabbitmq_has_the_management_ui(compose):
+def test_rabbitmq_is_a_current_4x_with_the_management_ui_and_streams(compose):
     rabbit = compose["services"]["rabbitmq"]
-    assert rabbit["image"].startswith("rabbitmq:") and rabbit["image"].endswith("-management")
-    assert {p["target"] for p in rabbit["ports"]} == {5672, 15672}
+    assert rabbit["image"].startswith("rabbitmq:4.") and rabbit["image"].endswith("-management")
+    assert {p["target"] for p in rabbit["ports"]} == {5672, 5552, 15672}
+    plugins = compose["configs"]["rabbitmq-plugins"]["content"]
+    assert all(plugin in plugins for plugin in PLUGINS)
+
+
+def test_rabbitmq_teaching_settings_match_the_embedded_broker(compose):
+    """Queue counters that refresh every second (the notebooks watch them change)
+    must hold on the Docker broker too: every statistics line of the embedded
+    broker's rabbitmq.conf is in the Docker broker's config."""
+    docker_conf = set(compose["configs"]["rabbitmq-teaching"]["content"].splitlines())
+    teaching = {line for line in RABBITMQ_CONF.splitlines()
+                if line.startswith(("collect_statistics", "management.sample_retention"))}
+    assert teaching and teaching <= docker_conf, teaching - docker_conf
 
 
 def test_every_service_has_a_healthcheck_and_publishes_on_loopback_only(compose):

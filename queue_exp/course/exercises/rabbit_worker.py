@@ -72,9 +72,9 @@ def setup_worker(run: Run) -> WorkerTask:
     queue = run.fresh_name("tasks")
     with probes.open_channel(settings) as channel:
         rabbitmq.declare_exchange(channel, dlx, "fanout")
-        rabbitmq.declare_queue(channel, dlq, durable=False)
+        rabbitmq.declare_queue(channel, dlq)
         rabbitmq.bind_queue(channel, dlq, dlx)
-        rabbitmq.declare_queue(channel, queue, durable=False,
+        rabbitmq.declare_queue(channel, queue,
                                     **{"x-dead-letter-exchange": dlx})
     return WorkerTask(queue, dlx, dlq, settings)
 

@@ -73,7 +73,7 @@ def setup_critical(run: Run) -> Task:
     exchange, queue = run.fresh_name("logs"), run.fresh_name("alerts")
     with probes.open_channel(run.settings) as channel:
         rabbitmq.declare_exchange(channel, exchange, "topic")
-        rabbitmq.declare_queue(channel, queue, durable=False)
+        rabbitmq.declare_queue(channel, queue)
     return Task(queue, run.settings, exchange)
 
 
@@ -133,7 +133,7 @@ def setup_confirms(run: Run, max_length: int = 5) -> Task:
     (``basic.nack``) any publish beyond that (``x-overflow=reject-publish``)."""
     queue = run.fresh_name("orders")
     with probes.open_channel(run.settings) as channel:
-        rabbitmq.declare_queue(channel, queue, durable=False,
+        rabbitmq.declare_queue(channel, queue,
                                     **{"x-max-length": max_length,
                                        "x-overflow": "reject-publish"})
     return Task(queue, run.settings, capacity=max_length)

@@ -40,9 +40,7 @@ from queue_exp.course.rabbitmq.dead_letters import reject_into_dead_letters
 from queue_exp.course.rabbitmq.dead_letters import ttl_head_of_line
 from queue_exp.course.rabbitmq.dead_letters import x_death
 from queue_exp.course.rabbitmq.durability import DURABILITY_CASES
-from queue_exp.course.rabbitmq.durability import after_restart
-from queue_exp.course.rabbitmq.durability import prepare_durability
-from queue_exp.course.rabbitmq.durability import restart_rabbitmq
+from queue_exp.course.rabbitmq.durability import Durability
 from queue_exp.course.rabbitmq.plots import plot_confirm_timings
 from queue_exp.course.rabbitmq.plots import plot_work_runs
 from queue_exp.course.rabbitmq.routing import fanout_late_subscriber
@@ -54,12 +52,12 @@ from queue_exp.course.rabbitmq.work import read_twice_side_by_side
 from queue_exp.course.rabbitmq.work import run_work_queue
 
 __all__ = [
-    "CONFIRM_MODES", "DIRECT_REPLY_TO", "DURABILITY_CASES", "ForgottenAck", "WorkRun",
-    "after_restart", "bound_exchange", "confirm_timings", "crash_mid_task",
+    "CONFIRM_MODES", "DIRECT_REPLY_TO", "DURABILITY_CASES", "Durability", "ForgottenAck", "WorkRun",
+    "bound_exchange", "confirm_timings", "crash_mid_task",
     "dead_letter_exchange", "expire_into_dead_letters",
     "fanout_late_subscriber", "forgotten_ack", "kill_worker_mid_task", "main", "message_count",
     "plot_confirm_timings", "plot_work_runs", "poison_in_quorum_queue",
-    "prepare_durability", "read_dead_letters", "read_twice_side_by_side",
-    "reject_into_dead_letters", "restart_rabbitmq", "routing_experiment", "rpc_round_trip",
+    "read_dead_letters", "read_twice_side_by_side",
+    "reject_into_dead_letters", "routing_experiment", "rpc_round_trip",
     "run_work_queue", "ttl_head_of_line", "unroutable_publish", "x_death",
 ]

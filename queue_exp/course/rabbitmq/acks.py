@@ -121,7 +121,7 @@ def crash_mid_task(
     """One task; worker 1 (a process) takes it and is killed mid-task; worker 2
     then asks the queue for work. Returns what each of them saw."""
     settings = settings or get_settings()
-    declared_queue(queue_name, settings, durable=False)
+    declared_queue(queue_name, settings)
     publish(queue_name, [task], settings=settings)
     taken = kill_worker_mid_task(queue_name, auto_ack=auto_ack, settings=settings)
     second = rabbitmq.consume(queue_name, max_messages=1, timeout_s=2, settings=settings)
@@ -150,7 +150,7 @@ def forgotten_ack(
     counters (from the management API) after each step; then it disconnects and a
     new consumer reads everything again."""
     settings, management = run.settings, run.management
-    declared_queue(queue_name, settings, durable=False)
+    declared_queue(queue_name, settings)
     received: list[str] = []
 
     def forget(_worker, _channel, _method, _props, body):

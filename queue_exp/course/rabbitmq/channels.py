@@ -52,13 +52,12 @@ def drain(channel: BlockingChannel, queue_name: str, limit: int = 1000) -> list[
     return out
 
 
-def declared_queue(
-    queue_name: str, settings: Settings | None = None, *, durable: bool, **arguments: Any
-) -> str:
-    """Declare a queue (``arguments``: its ``x-...`` options) on a channel of its
-    own; returns its name."""
+def declared_queue(queue_name: str, settings: Settings | None = None, **arguments: Any) -> str:
+    """Declare a durable queue (``arguments``: its ``x-...`` options) on a channel of
+    its own; returns its name. Durable: RabbitMQ 4 deprecates transient queues
+    that are not exclusive, and some brokers already refuse them."""
     with open_channel(settings, confirm=False) as channel:
-        rabbitmq.declare_queue(channel, queue_name, durable=durable, **arguments)
+        rabbitmq.declare_queue(channel, queue_name, **arguments)
     return queue_name
 
 

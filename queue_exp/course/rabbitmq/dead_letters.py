@@ -23,7 +23,7 @@ DEAD_LETTER_EXCHANGE = "x-dead-letter-exchange"  # the queue argument that names
 
 def dead_letter_exchange(run: Run) -> tuple[str, str]:
     """A fanout exchange for dead letters and the one queue bound to it."""
-    queue_name = declared_queue(run.name("dead-letters"), run.settings, durable=False)
+    queue_name = declared_queue(run.name("dead-letters"), run.settings)
     return bound_exchange(run, "dead-letters", "fanout", queue_name), queue_name
 
 
@@ -65,7 +65,7 @@ def _dead_letter_row(case: str, letter: dict[str, Any], run: Run) -> dict[str, A
 
 def reject_into_dead_letters(run: Run, dlx: str, dlq: str) -> dict[str, Any]:
     """A consumer rejects a message it cannot handle: ``basic_nack(requeue=False)``."""
-    queue_name = declared_queue(run.name("orders"), run.settings, durable=False,
+    queue_name = declared_queue(run.name("orders"), run.settings,
                                 **{DEAD_LETTER_EXCHANGE: dlx})
     publish(queue_name, ["order with a bad address"], settings=run.settings)
     with open_channel(run.settings, confirm=False) as channel:
@@ -80,9 +80,9 @@ def expire_into_dead_letters(
 ) -> list[dict[str, Any]]:
     """A per-message TTL (``expiration``) and a per-queue TTL (``x-message-ttl``);
     nobody consumes, so both messages expire into the dead-letter exchange."""
-    per_message = declared_queue(run.name("parcels"), run.settings, durable=False,
+    per_message = declared_queue(run.name("parcels"), run.settings,
                                  **{DEAD_LETTER_EXCHANGE: dlx})
-    per_queue = declared_queue(run.name("sessions"), run.settings, durable=False,
+    per_queue = declared_queue(run.name("sessions"), run.settings,
                                **{DEAD_LETTER_EXCHANGE: dlx, "x-message-ttl": ttl_ms})
     publish(per_message, ["parcel with expiration"], expiration_ms=ttl_ms, settings=run.settings)
     publish(per_queue, ["session in a TTL queue"], settings=run.settings)
@@ -99,7 +99,7 @@ def expire_into_dead_letters(
 def ttl_head_of_line(run: Run, dlx: str, dlq: str, ttl_ms: int = 200) -> list[dict[str, Any]]:
     """A message without TTL, then one with a short per-message TTL behind it: the
     second expires only once it reaches the head of the queue."""
-    queue_name = declared_queue(run.name("mixed-ttl"), run.settings, durable=False,
+    queue_name = declared_queue(run.name("mixed-ttl"), run.settings,
                                 **{DEAD_LETTER_EXCHANGE: dlx})
     publish(queue_name, ["no expiration"], settings=run.settings)
     publish(queue_name, [f"expiration={ttl_ms} ms"], expiration_ms=ttl_ms, settings=run.settings)
@@ -122,35 +122,34 @@ def poison_in_quorum_queue(
     run: Run, dlx: str, dlq: str, delivery_limit: int = 2, timeout_s: float = 10.0
 ) -> dict[str, Any]:
     """A quorum queue with ``x-delivery-limit``; a consumer that fails on the
-    message every time (``basic_nack(requeue=True)``). Returns each delivery
-    attempt and the dead letter that comes out at the end."""
+    message every time and says so with ``basic_reject(requeue=True)``. Returns
+    each delivery attempt and the dead letter that comes out at the end.
+
+    ``basic_reject``, not ``basic_nack``: both count as a failed delivery up to
+    RabbitMQ 4.2, but since 4.3 a ``nack`` with requeue no longer counts towards
+    the limit (the message would loop for ever); a reject, or a consumer that
+    dies holding the message, counts on every version."""
     queue_name = declared_queue(
-        run.name("payments"), run.settings, durable=True,  # quorum queues are always durable
+        run.name("payments"), run.settings,  # quorum queues are always durable
         **{"x-queue-type": "quorum", "x-delivery-limit": delivery_limit,
            DEAD_LETTER_EXCHANGE: dlx},
     )
     publish(queue_name, ["payment that crashes the worker"], persistent=True,
             settings=run.settings)
-    attempts = []
-    deadline = time.monotonic() + timeout_s
+    attempts: list[dict[str, Any]] = []
+
+    def fail(channel: Any, method: Any, props: Any, _body: bytes) -> None:
+        count = (props.headers or {}).get("x-delivery-count")  # none on a first delivery
+        attempts.append({"attempt": len(attempts) + 1, "redelivered": method.redelivered,
+                         "x-delivery-count": None if count is None else int(count)})
+        channel.basic_reject(method.delivery_tag, requeue=True)  # "failed, try again"
+
     with open_channel(run.settings, confirm=False) as channel:
-        while time.monotonic() < deadline:
-            method, props, _body = channel.basic_get(queue_name)
-            if method is None:
-                if message_count(dlq, run.settings):
-                    break
-                time.sleep(0.05)
-                continue
-            attempts.append({
-                "attempt": len(attempts) + 1,
-                "redelivered": method.redelivered,
-                "x-delivery-count": (props.headers or {}).get("x-delivery-count"),
-            })
-            channel.basic_nack(method.delivery_tag, requeue=True)  # "failed, try again"
+        channel.basic_qos(prefetch_count=1)
+        channel.basic_consume(queue_name, fail)
+        wait_until(lambda: channel.connection.process_data_events(time_limit=0.05)
+                   or message_count(dlq, run.settings), timeout_s, 0)
     [letter] = read_dead_letters(run, dlq, 1)
-    for attempt in attempts:
-        if attempt["x-delivery-count"] is not None:
-            attempt["x-delivery-count"] = int(attempt["x-delivery-count"])
     return {
         "attempts": attempts,
         "dead letter": _dead_letter_row(f"quorum queue, x-delivery-limit={delivery_limit}",

@@ -41,7 +41,7 @@ def routing_experiment(
     with open_channel(run.settings) as channel:
         rabbitmq.declare_exchange(channel, exchange, exchange_type)
         for label in labels:
-            rabbitmq.declare_queue(channel, run.name(label), durable=False)
+            rabbitmq.declare_queue(channel, run.name(label))
         for label, binding in bindings:
             if isinstance(binding, dict):
                 rabbitmq.bind_queue(channel, run.name(label), exchange, "", binding)

@@ -35,7 +35,7 @@ def rpc_round_trip(
     ``reply_to=amq.rabbitmq.reply-to``, and matches replies by correlation id.
     Rows in arrival order."""
     settings = run.settings
-    queue_name = declared_queue(run.name("rpc-requests"), settings, durable=False)
+    queue_name = declared_queue(run.name("rpc-requests"), settings)
     served: dict[str, dict[str, Any]] = {}
 
     def serve(worker, channel, method, props, body):

@@ -33,7 +33,7 @@ def read_twice_side_by_side(run: Run, count: int = 5, timeout_s: float = 3.0) ->
             kafka.send(producer, topic, Message.now(text))
     finally:
         producer.close(timeout=5)
-    queue_name = declared_queue(run.name("read-twice"), run.settings, durable=False)
+    queue_name = declared_queue(run.name("read-twice"), run.settings)
     publish(queue_name, texts, settings=run.settings)
 
     # the same bounded read from either broker; each call is a fresh reader
@@ -99,7 +99,7 @@ def run_work_queue(
     when it is done. ``prefetch`` limits how many unacked tasks a worker may hold
     (``None``: no limit, the broker pushes as many as it has)."""
     settings = settings or get_settings()
-    declared_queue(queue_name, settings, durable=False)
+    declared_queue(queue_name, settings)
     records: list[dict[str, Any]] = []
     t0 = [0.0]
 

@@ -1,0 +1,145 @@
+"""The brokers' own command-line tools, as the Kafka quickstart and the RabbitMQ
+tutorials use them, pointed at the configured brokers with no address typed:
+
+    python -m queue_exp tool kafka-topics --list
+    python -m queue_exp tool kafka-consumer-groups --describe --group orders
+    python -m queue_exp tool rabbitmqctl list_queues name messages_ready
+
+and from a notebook, ``tool("kafka-topics", "--list")`` (its output shows under
+the cell). Kafka's tools are Apache Kafka's own classes from the jars the
+launcher downloaded (``kafka-tools``); ``--bootstrap-server`` is added unless given.
+RabbitMQ's run against the launcher's node (``rabbitmqctl``, ``rabbitmq-diagnostics``,
+``rabbitmq-queues``, ``rabbitmq-streams``). A broker the launcher did not start
+(Docker, a teacher's server) gets the command that runs the tool there instead.
+Every run is bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from queue_exp.config import get_settings
+from queue_exp.config import home_dir
+from queue_exp.config import read_state
+from queue_exp.errors import LauncherError
+
+KAFKA_TOOLS = {
+    "kafka-topics": "org.apache.kafka.tools.TopicCommand",
+    "kafka-console-producer": "org.apache.kafka.tools.ConsoleProducer",
+    "kafka-console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "kafka-console-share-consumer": "org.apache.kafka.tools.consumer.ConsoleShareConsumer",
+    "kafka-consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "kafka-share-groups": "org.apache.kafka.tools.consumer.group.ShareGroupCommand",
+    "kafka-groups": "org.apache.kafka.tools.GroupsCommand",
+    "kafka-configs": "org.apache.kafka.tools.ConfigCommand",
+    "kafka-features": "org.apache.kafka.tools.FeatureCommand",
+    "kafka-metadata-quorum": "org.apache.kafka.tools.MetadataQuorumCommand",
+}
+RABBITMQ_TOOLS = ("rabbitmqctl", "rabbitmq-diagnostics", "rabbitmq-queues", "rabbitmq-streams")
+TOOLS = (*KAFKA_TOOLS, *RABBITMQ_TOOLS)
+
+# tools log to the console at WARN only (the broker's INFO lines would drown the answer)
+LOG4J2 = """\
+status = error
+appender.console.type = Console
+appender.console.name = STDERR
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stderr.ref = STDERR
+"""
+
+
+@dataclass
+class ToolRun:
+    """What a tool printed. A notebook shows it as the cell's output."""
+
+    command: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def __str__(self) -> str:
+        text = self.stdout.rstrip("\n")
+        if not self.ok:
+            text += ("\n" if text else "") + self.stderr.rstrip("\n")
+        return text
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer, _cycle: bool) -> None:
+        printer.text(str(self))
+
+
+def tool(name: str, *args: str, timeout_s: float = 60.0, input: str | None = None) -> ToolRun:
+    """Run tool ``name`` with ``args`` against the configured brokers; at most
+    ``timeout_s`` (a console consumer also wants ``--timeout-ms`` or ``--max-messages``)."""
+    env = None  # Kafka's tools: this process's environment
+    if name in KAFKA_TOOLS:
+        command = _kafka_command(name, list(args))
+    elif name in RABBITMQ_TOOLS:
+        command, env = _rabbitmq_command(name, list(args))
+    else:
+        raise LauncherError(f"no tool named {name!r}; known: {', '.join(TOOLS)}")
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                              input=input, cwd="/", env=env)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
+        return ToolRun(command, 124, out, f"{name} did not finish within {timeout_s:g} s")
+    return ToolRun(command, done.returncode, done.stdout, done.stderr)
+
+
+def _kafka_command(name: str, args: list[str]) -> list[str]:
+    from queue_exp.brokers import kafka as embedded_kafka
+
+    settings = get_settings()
+    try:
+        java = embedded_kafka.java_binary()
+        libs, _version = embedded_kafka.ensure_jars(home_dir())
+    except LauncherError as exc:
+        raise LauncherError(
+            f"{exc}\nOn Docker the same tool is in the container: docker compose exec kafka "
+            f"/opt/kafka/bin/{name}.sh --bootstrap-server localhost:9092 {' '.join(args)}"
+        ) from exc
+    log4j = home_dir() / "kafka" / "tools-log4j2.properties"
+    if not log4j.exists() or log4j.read_text() != LOG4J2:
+        log4j.parent.mkdir(parents=True, exist_ok=True)
+        log4j.write_text(LOG4J2)
+    if not any(a.startswith(("--bootstrap-server", "--bootstrap-controller")) for a in args):
+        args = [*args, "--bootstrap-server", settings.kafka_bootstrap_servers]
+    # a tool is a short-lived JVM: no optimising compiler, the smallest collector,
+    # and a class-data archive made on the first run (about twice as fast to start)
+    jvm = [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
+           *_class_archive(libs), f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
+    return [*jvm, KAFKA_TOOLS[name], *args]
+
+
+def _class_archive(libs: Path) -> list[str]:
+    archive = libs.parent / f"tools-{libs.name}.jsa"
+    if archive.exists():
+        return [f"-XX:SharedArchiveFile={archive}", "-Xshare:auto"]
+    return [f"-XX:ArchiveClassesAtExit={archive}"]
+
+
+def _rabbitmq_command(name: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    from queue_exp.brokers.rabbitmq import Node
+
+    entry = read_state().get("rabbitmq") or {}
+    settings = get_settings()
+    ours = entry.get("managed") and entry.get("url") == settings.rabbitmq_url
+    if not ours:
+        raise LauncherError(
+            f"the RabbitMQ at {settings.rabbitmq_url_redacted} is not one the launcher started, "
+            f"so its {name} runs where it runs; on Docker: docker compose exec rabbitmq "
+            f"{name} {' '.join(args)}")
+    node = Node.of(entry)
+    return node.command(name, *args), node.env()
