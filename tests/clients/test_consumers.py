@@ -75,8 +75,10 @@ def test_rabbitmq_workers_started_in_order_get_round_robin_and_stop_within_a_sec
         got.append((worker.name, rabbitmq.delivery_to_dict(method, body, queue)["message"]))
         channel.basic_ack(method.delivery_tag)
 
-    workers = [RabbitConsumerThread(queue, on_message, prefetch=1, name=f"w{i}",
-                                    settings=settings) for i in (1, 2)]
+    # no prefetch limit: both always have room, so the broker strictly alternates
+    # (with prefetch=1, a worker that acked fast may get two in a row)
+    workers = [RabbitConsumerThread(queue, on_message, name=f"w{i}", settings=settings)
+               for i in (1, 2)]
     try:
         start_in_order(workers)
         with rabbitmq.open_channel(settings) as channel:
