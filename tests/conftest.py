@@ -52,8 +52,9 @@ def private_brokers(tmp_path_factory):
     active QUEUE_EXP_HOME points at the private home."""
     home = tmp_path_factory.mktemp("private-home")
     saved = dict(os.environ)
+    private = brokers.private_env(home)  # from the current environment, before clearing it
     os.environ.clear()
-    os.environ.update(brokers.private_env(home))
+    os.environ.update(private)
     try:
         if procs.port_open("localhost", 9092) or procs.port_open("localhost", 5672):
             pytest.skip("a broker runs on a default port; private brokers would reuse it")

@@ -104,10 +104,11 @@ class Node:
         rabbitmq-plugins) find this private node."""
         base = self.seen(self.base)
         env = {} if self.root else dict(os.environ)
+        if self.root:  # a clean environment inside: the host's PATH means nothing there
+            env.update(PATH=f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", LANG="C.UTF-8",
+                       LC_ALL="C.UTF-8")
         env.update(
             HOME=self.seen(self.cookie_home or self.base / "home"),  # the Erlang cookie
-            PATH=f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin" if self.root else env.get("PATH", ""),
-            LANG="C.UTF-8", LC_ALL="C.UTF-8",
             RABBITMQ_NODENAME=self.name,
             RABBITMQ_CONFIG_FILE=f"{base}/rabbitmq.conf",
             RABBITMQ_CONF_ENV_FILE=f"{base}/rabbitmq-env.conf",
