@@ -15,12 +15,20 @@ import psutil
 from queue_exp.errors import LauncherError
 from queue_exp.waiting import wait_until
 
+# rabbitmqctl and the other Erlang CLI tools take their own distribution port from
+# here (inet_dist_listen_min/max in rabbitmq-env): a node must not sit in it
+CLI_DIST_PORTS = range(35672, 35683)
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port nobody listens on right now (the kernel picks it), outside the range
+    RabbitMQ's CLI tools use for themselves."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in CLI_DIST_PORTS:
+            return port
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
