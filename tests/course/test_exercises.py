@@ -64,7 +64,7 @@ def test_feedback_shows_right_wrong_and_hint_as_text_and_markdown():
         "Not yet: Exercise 9 · Demo\n  ✓ this is right\n  ✗ this is wrong\n  Hint: try this")
     assert fb._repr_markdown_().splitlines() == [
         "**Not yet: Exercise 9 · Demo**", "", "- ✓ this is right", "- ✗ this is wrong", "",
-        "💡 **Hint:** try this"]
+        "<details><summary>💡 Hint</summary>", "", "try this", "", "</details>"]
     assert Feedback("Nothing checked").passed is False
     assert Feedback("Done").ok("fine").passed
 

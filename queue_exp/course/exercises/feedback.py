@@ -79,7 +79,9 @@ class Feedback:
         lines += [f"- ✓ {_md(item)}" for item in self.right]
         lines += [f"- ✗ {_md(item)}" for item in self.wrong]
         if self.hint and not self.passed:
-            lines += ["", f"💡 **Hint:** {_md(self.hint)}"]
+            # folded: the learner opens it when they want it, not before
+            lines += ["", "<details><summary>💡 Hint</summary>", "", _md(self.hint), "",
+                      "</details>"]
         return "\n".join(lines)
 
 
