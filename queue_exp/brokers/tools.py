@@ -115,7 +115,8 @@ def _kafka_command(name: str, args: list[str]) -> list[str]:
         log4j.parent.mkdir(parents=True, exist_ok=True)
         log4j.write_text(LOG4J2)
     if not any(a.startswith(("--bootstrap-server", "--bootstrap-controller")) for a in args):
-        args = [*args, "--bootstrap-server", settings.kafka_bootstrap_servers]
+        # first: tools with subcommands (kafka-features describe) take it before them
+        args = ["--bootstrap-server", settings.kafka_bootstrap_servers, *args]
     # a tool is a short-lived JVM: no optimising compiler, the smallest collector,
     # and a class-data archive made on the first run (about twice as fast to start)
     jvm = [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
