@@ -54,7 +54,8 @@ def test_a_stream_keeps_what_a_classic_queue_forgets(run):
     assert reads(result, "RabbitMQ stream") == [40, 0, 40]  # default offset is "next"
     assert all(r["distinct"] == r["messages"] for r in result["reads"])
     assert result["still stored"] == {"Kafka topic (records in the log)": 40,
-                                      "RabbitMQ classic queue (messages ready)": 0}
+                                      "RabbitMQ classic queue (messages ready)": 0,
+                                      "RabbitMQ stream (messages in the stream)": 40}
 
 
 def test_a_stream_needs_a_prefetch_limit_and_manual_acks(run):
