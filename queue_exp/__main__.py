@@ -1,4 +1,5 @@
-"""Command line: `python -m queue_exp brokers up|down|status`, `reset`, `serve`, and
+"""Command line: `python -m queue_exp brokers up|down|status`, `cluster
+up|down|status [--json]` (three-node clusters of both), `reset`, `serve`, and
 `tool NAME ARGS...` (the brokers' own CLI tools, pointed at the configured brokers)."""
 
 from __future__ import annotations
@@ -54,6 +55,54 @@ def brokers_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_cluster_status(report: dict) -> None:
+    kafka, rabbit = report["kafka"], report["rabbitmq"]
+    print(f"Kafka cluster     {kafka['running']}/3 nodes running"
+          + (f"  bootstrap servers: {kafka['bootstrap_servers']}"
+             if kafka.get("bootstrap_servers") else ""))
+    for node in kafka["nodes"]:
+        print(f"  node {node['id']}  {_node_state(node)}  {node['address']}")
+    print(f"RabbitMQ cluster  {rabbit['running']}/3 nodes running")
+    for node in rabbit["nodes"]:
+        print(f"  {node['name']}  {_node_state(node)}  {node['amqp_url']}"
+              f"  management UI: {node['management_url']}")
+    if not kafka["running"] and not rabbit["running"]:
+        print("start both with: make cluster (python -m queue_exp cluster up)")
+
+
+def _node_state(node: dict) -> str:
+    if not node["running"]:
+        return "down" + " " * 24
+    return f"up  pid {node['pid']:<7} {node['rss_mb']:>6.0f} MiB"
+
+
+def cluster_command(args: argparse.Namespace) -> int:
+    from queue_exp.brokers import cluster
+
+    names = [args.only] if args.only else list(cluster.BROKERS)
+    if args.action == "up":
+        began = time.monotonic()
+        result = cluster.up(names, timeout_s=args.timeout)
+        if not args.json:
+            for name, outcome in result.items():
+                started = outcome["started"]
+                how = (f"started node{'s' if len(started) > 1 else ''} "
+                       f"{', '.join(map(str, started))}" if started else "already running")
+                print(f"{name} cluster: {how}")
+            print(f"ready in {time.monotonic() - began:.1f} s")
+    elif args.action == "down":
+        for name, stopped in cluster.down(names, purge=args.purge).items():
+            print(f"{name} cluster: {'stopped' if stopped else 'nothing to stop'}"
+                  + (" (data deleted)" if args.purge else ""))
+        return 0
+    report = cluster.status()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_cluster_status(report)
+    return 0
+
+
 def reset_command(args: argparse.Namespace) -> int:
     from queue_exp import namespaces
     from queue_exp.config import get_settings
@@ -99,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each")
     b.add_argument("--json", action="store_true", help="print the state entries as JSON")
     b.set_defaults(func=brokers_command)
+    c = sub.add_parser("cluster", help="three Kafka and three RabbitMQ nodes, for the "
+                       "replication lessons (beside the single brokers)")
+    c.add_argument("action", choices=["up", "down", "status"])
+    c.add_argument("--json", action="store_true", help="print the status as JSON")
+    c.add_argument("--only", choices=["kafka", "rabbitmq"], help="one of the two clusters")
+    c.add_argument("--purge", action="store_true", help="down: delete the nodes' data too")
+    c.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each")
+    c.set_defaults(func=cluster_command)
     r = sub.add_parser("reset", help="delete every topic, group, queue and exchange of a namespace")
     r.add_argument("--namespace", help="default: QUEUE_EXP_NAMESPACE")
     r.add_argument("--dry-run", action="store_true", help="only list what would be deleted")

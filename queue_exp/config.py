@@ -44,10 +44,11 @@ def state_path() -> Path:
     return home_dir() / STATE_FILE_NAME
 
 
-def read_state() -> dict:
-    """The launcher's state file as a dict (empty if there is none or it is unreadable)."""
+def read_state(path: Path | None = None) -> dict:
+    """The launcher's state file (or another state file at ``path``) as a dict
+    (empty if there is none or it is unreadable)."""
     try:
-        return json.loads(state_path().read_text())
+        return json.loads((path or state_path()).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -107,6 +108,12 @@ class Settings(BaseSettings):
     # each field is read from the env var its alias names
     kafka_bootstrap_servers: str = Field(DEFAULT_KAFKA, alias="KAFKA_BOOTSTRAP_SERVERS")
     rabbitmq_url: str = Field(DEFAULT_RABBITMQ, alias="RABBITMQ_URL")
+    # several nodes of one RabbitMQ cluster, comma-separated: clients connect to the
+    # first that answers; when set, RABBITMQ_URL is its first
+    rabbitmq_urls: str | None = Field(None, alias="RABBITMQ_URLS")
+    # the API's queue: "quorum" (replicated on a cluster's nodes) or "classic";
+    # default: quorum when RABBITMQ_URLS names several nodes, else classic
+    rabbitmq_queue_type: str | None = Field(None, alias="QUEUE_EXP_RABBITMQ_QUEUE_TYPE")
     # default: port 15672 on the RabbitMQ host (see _rabbitmq_defaults)
     rabbitmq_management_url: str | None = Field(None, alias="RABBITMQ_MANAGEMENT_URL")
     # RabbitMQ's stream protocol; default: port 5552 on the RabbitMQ host, same user
@@ -135,8 +142,17 @@ class Settings(BaseSettings):
     def _home(cls, value: Path) -> Path:
         return Path(value).resolve()
 
+    @field_validator("rabbitmq_queue_type")
+    @classmethod
+    def _queue_type(cls, value: str | None) -> str | None:
+        if value and value.strip() not in ("classic", "quorum"):
+            raise ValueError("QUEUE_EXP_RABBITMQ_QUEUE_TYPE is classic or quorum")
+        return value.strip() if value else None
+
     @model_validator(mode="after")
     def _rabbitmq_defaults(self) -> Settings:
+        if self.rabbitmq_urls:
+            object.__setattr__(self, "rabbitmq_url", self.rabbitmq_url_list[0])
         amqp = urlsplit(self.rabbitmq_url)
         host = amqp.hostname or "localhost"
         if not self.rabbitmq_management_url:
@@ -175,8 +191,23 @@ class Settings(BaseSettings):
         return self.name("queue_exp.messages")
 
     @property
+    def rabbitmq_url_list(self) -> list[str]:
+        """Every RabbitMQ node a client may connect to, in the order to try them."""
+        urls = [u.strip() for u in (self.rabbitmq_urls or "").split(",") if u.strip()]
+        return urls or [self.rabbitmq_url]
+
+    @property
     def rabbitmq_url_redacted(self) -> str:
-        return redact_url(self.rabbitmq_url)
+        """The RabbitMQ address(es) to show: passwords replaced by ``***``."""
+        return ", ".join(redact_url(url) for url in self.rabbitmq_url_list)
+
+    @property
+    def rabbitmq_queue_arguments(self) -> dict[str, str]:
+        """The ``x-queue-type`` of the API's queue: quorum on a cluster (several
+        URLs), so it lives on with one node gone; classic on a single broker."""
+        kind = self.rabbitmq_queue_type or (
+            "quorum" if len(self.rabbitmq_url_list) > 1 else "classic")
+        return {"x-queue-type": kind} if kind == "quorum" else {}
 
 
 def get_settings() -> Settings:

@@ -151,6 +151,7 @@ class RabbitApiConsumer(RabbitConsumerThread):
         # at most 100 unacked messages in flight to us: enough to keep the pipe
         # full, small enough that a crash redelivers little
         super().__init__(queue, self._on_message, prefetch=100, declare=True,
+                         queue_arguments=settings.rabbitmq_queue_arguments,
                          after_poll=self._after_poll, name="api-rabbitmq-consumer",
                          settings=settings, reconnect=True)
         self.store = store

@@ -45,8 +45,11 @@ class KafkaService:
         """Open the producer (and the API's topic) once; blocking, call off the loop."""
         with self._lock:
             if self._producer is None:
+                # on a cluster: replicated, so that a send survives the loss of a node
+                replicas, config = kafka_admin.replication_here(self.settings)
                 kafka_admin.create_topic(
-                    self.topic, partitions=KAFKA_TOPIC_PARTITIONS, settings=self.settings
+                    self.topic, partitions=KAFKA_TOPIC_PARTITIONS, config=config,
+                    settings=self.settings, replication_factor=replicas,
                 )
                 producer = kafka.make_producer(self.settings)
                 # fetch the topic's metadata now, so that send() never waits for it

@@ -6,6 +6,9 @@ publisher keeps many messages in flight on one channel and resolves each
 request when the broker's ``basic.ack`` covering its delivery tag arrives
 (``multiple=True`` acks cover a whole run of tags at once).
 
+Given several nodes of a cluster (``RABBITMQ_URLS``), it connects to the first
+that answers, and after losing that node, to the next one that does.
+
 It runs on pika's ``AsyncioConnection``, i.e. on the same event loop as the
 API: a publish is a frame written by the request's own coroutine and a confirm
 completes an ``asyncio.Future`` directly, with no thread hand-offs. Mandatory
@@ -32,7 +35,7 @@ from queue_exp.clients.rabbitmq import BROKER
 from queue_exp.clients.rabbitmq import NOT_FOUND
 from queue_exp.clients.rabbitmq import PERSISTENT
 from queue_exp.clients.rabbitmq import ExchangeNotFound
-from queue_exp.clients.rabbitmq import connection_parameters
+from queue_exp.clients.rabbitmq import cluster_parameters
 from queue_exp.config import Settings
 from queue_exp.errors import BrokerUnavailable
 from queue_exp.messages import Message
@@ -144,13 +147,27 @@ class Publisher:
             self._waiting -= 1
 
     def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
+        nodes = cluster_parameters(self.settings)
+        if len(nodes) > 1:
+            # a cluster: pika tries the nodes in order and opens the first that answers
+            AsyncioConnection.create_connection(nodes, self._on_cluster_connection,
+                                                custom_ioloop=loop)
+            return
         self._connection = AsyncioConnection(
-            connection_parameters(self.settings),
+            nodes[0],
             on_open_callback=self._on_open,
             on_open_error_callback=self._on_open_error,
             on_close_callback=self._on_closed,
             custom_ioloop=loop,
         )
+
+    def _on_cluster_connection(self, outcome: Any) -> None:
+        if isinstance(outcome, BaseException):  # no node answered
+            self._on_open_error(None, outcome)
+            return
+        self._connection = outcome
+        outcome.add_on_close_callback(self._on_closed)
+        self._on_open(outcome)
 
     def _on_open(self, connection: AsyncioConnection) -> None:
         connection.channel(on_open_callback=self._on_channel_open)
@@ -173,6 +190,7 @@ class Publisher:
     def _on_confirm_mode(self, channel: Any) -> None:
         # the API's own queue must exist before the first default-exchange publish
         channel.queue_declare(self.queue_name, durable=True,
+                              arguments=self.settings.rabbitmq_queue_arguments or None,
                               callback=lambda _frame: self._on_queue_ready(channel))
 
     def _on_queue_ready(self, channel: Any) -> None:

@@ -171,11 +171,46 @@ logger.config.level = WARN
 """
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     """A random cluster id as Kafka writes them (22 URL-safe base64 characters; one
     in 32 starts with ``-``, so pass it as ``--cluster-id=...``, never as a separate
     argument the tool would read as an option)."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def jvm_command(java: str, libs: Path, log4j: Path, heap: str = HEAP,
+                *flags: str) -> list[str]:
+    """``java`` with a capped heap, Kafka's logging config and its jars: add a main
+    class and its arguments."""
+    if not log4j.exists() or log4j.read_text() != LOG4J2_PROPERTIES:
+        log4j.parent.mkdir(parents=True, exist_ok=True)
+        log4j.write_text(LOG4J2_PROPERTIES)
+    return [java, f"-Xmx{heap}", *flags, "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
+
+
+def format_storage(jvm: list[str], props: Path, data_dir: Path, cluster_id: str) -> None:
+    """Format a node's log dir for ``cluster_id`` once (a formatted one is left alone)."""
+    if (data_dir / "meta.properties").exists():
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fmt = subprocess.run(
+        [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+         "-c", str(props)],
+        capture_output=True, text=True, timeout=120,
+    )
+    if fmt.returncode != 0:
+        raise LauncherError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+
+
+def launch(jvm: list[str], props: Path, log_path: Path) -> subprocess.Popen:
+    """Start ``kafka.Kafka`` with ``props`` in a process group of its own; not ready yet."""
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            [*jvm, MAIN_CLASS, str(props)],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=props.parent, start_new_session=True,
+        )
 
 
 def start(home: Path, previous: dict, timeout_s: float) -> dict:
@@ -196,27 +231,10 @@ def start(home: Path, previous: dict, timeout_s: float) -> dict:
         port=ports["broker"], controller_port=ports["controller"], data_dir=data_dir,
         bind=bind, advertise=advertise,
     ))
-    log4j = base / "log4j2.properties"
-    log4j.write_text(LOG4J2_PROPERTIES)
-    classpath = f"{libs}/*"
-    jvm = [java, f"-Xmx{HEAP}", "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-           f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
-    if not (data_dir / "meta.properties").exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
-             "-c", str(props)],
-            capture_output=True, text=True, timeout=120,
-        )
-        if fmt.returncode != 0:
-            raise LauncherError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+    jvm = jvm_command(java, libs, base / "log4j2.properties", HEAP, "-Xms128m")
+    format_storage(jvm, props, data_dir, new_cluster_id())
     log_path = base / "kafka.log"
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(
-            [*jvm, MAIN_CLASS, str(props)],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=base, start_new_session=True,
-        )
+    proc = launch(jvm, props, log_path)
     address = f"{advertise}:{ports['broker']}"
     entry = {
         "managed": True, "bootstrap_servers": address, "pid": proc.pid, "ports": ports,

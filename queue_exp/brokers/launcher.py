@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Iterable
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,21 +47,27 @@ EMBEDDED = {"kafka": embedded_kafka, "rabbitmq": embedded_rabbitmq}
 
 
 @contextmanager
-def _locked() -> Iterator[dict]:
-    """Hold the launcher lock (one launcher at a time per home) around a state update."""
-    home = home_dir()
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "launcher.lock", "w") as lock:
+def locked_state(path: Path) -> Iterator[dict]:
+    """Hold the lock beside the state file ``path`` (one launcher at a time per home)
+    around an update of the state in it; the state is written back even when the
+    update failed half-way (what one broker's start recorded is kept)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        state = read_state()
+        state = read_state(path)
         try:
             yield state
-        finally:  # also when one broker failed: keep what the other one's start recorded
-            tmp = state_path().with_suffix(".tmp")
+        finally:
+            tmp = path.with_suffix(".tmp")
             # owner-only: in classroom mode the broker URL carries the shared password
             tmp.touch(mode=0o600)
             tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-            os.replace(tmp, state_path())
+            os.replace(tmp, path)
+
+
+def _locked() -> AbstractContextManager[dict]:
+    """The launcher's own state, locked (see :func:`locked_state`)."""
+    return locked_state(state_path())
 
 
 def _host_port(name: str, address: str) -> tuple[str, int]:

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Callable
+from collections.abc import Collection
 from pathlib import Path
 
 import psutil
@@ -20,14 +21,15 @@ from queue_exp.waiting import wait_until
 CLI_DIST_PORTS = range(35672, 35683)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = "127.0.0.1", avoid: Collection[int] = ()) -> int:
     """A port nobody listens on right now (the kernel picks it), outside the range
-    RabbitMQ's CLI tools use for themselves."""
+    RabbitMQ's CLI tools use for themselves and not one of ``avoid`` (ports already
+    handed out but not yet listened on)."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((host, 0))
             port = sock.getsockname()[1]
-        if port not in CLI_DIST_PORTS:
+        if port not in CLI_DIST_PORTS and port not in avoid:
             return port
 
 
@@ -43,18 +45,20 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 def choose_ports(
     names: tuple[str, ...], previous: dict, preferred: dict | None = None,
-    host: str = "127.0.0.1",
+    host: str = "127.0.0.1", avoid: Collection[int] = (),
 ) -> dict[str, int]:
     """A port per name: the preferred one, else last run's (so clients that
-    remember an address still find the broker after a restart), else a free one."""
+    remember an address still find the broker after a restart), else a free one;
+    never one of ``avoid`` or one chosen for another name."""
     chosen: dict[str, int] = {}
     for name in names:
+        taken = {*avoid, *chosen.values()}
         candidates = [(preferred or {}).get(name), (previous or {}).get(name)]
         chosen[name] = next(
             (port for port in candidates
-             if port and port not in chosen.values() and port_is_free(port, host)),
+             if port and port not in taken and port_is_free(port, host)),
             None,
-        ) or free_port()
+        ) or free_port(avoid=taken)
     return chosen
 
 

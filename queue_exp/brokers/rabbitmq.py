@@ -165,8 +165,10 @@ def ctl(entry: dict, *args: str, timeout_s: float = 30.0,
     return Node.of(entry).run("rabbitmqctl", *args, timeout_s=timeout_s, stdin=stdin)
 
 
-def prepare(node: Node, bind: str = "127.0.0.1", advertise: str = "127.0.0.1") -> None:
-    """Write the node's config and enable its plugins (offline, before it starts)."""
+def prepare(node: Node, bind: str = "127.0.0.1", advertise: str = "127.0.0.1",
+            extra_conf: str = "") -> None:
+    """Write the node's config (plus ``extra_conf`` lines) and enable its plugins
+    (offline, before it starts)."""
     if not node.root and not shutil.which("erl") and not Path("/usr/lib/erlang/bin/erl").exists():
         raise LauncherError("Erlang is missing: `apt-get install rabbitmq-server` brings it.")
     if node.root:
@@ -176,7 +178,8 @@ def prepare(node: Node, bind: str = "127.0.0.1", advertise: str = "127.0.0.1") -
     extra = os.environ.get("QUEUE_EXP_RABBITMQ_EXTRA_CONF", "").replace("\\n", "\n").strip()
     (node.base / "rabbitmq.conf").write_text(RABBITMQ_CONF.format(
         listeners=_listeners(bind, node.ports["amqp"]), bind=bind, advertise=advertise,
-        **node.ports) + (f"# from QUEUE_EXP_RABBITMQ_EXTRA_CONF\n{extra}\n" if extra else ""))
+        **node.ports) + extra_conf
+        + (f"# from QUEUE_EXP_RABBITMQ_EXTRA_CONF\n{extra}\n" if extra else ""))
     (node.base / "rabbitmq-env.conf").touch()  # keep /etc/rabbitmq/rabbitmq-env.conf out
     enabled = node.base / "enabled_plugins"
     if not enabled.exists() or not all(p in enabled.read_text() for p in PLUGINS):

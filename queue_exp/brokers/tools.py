@@ -89,11 +89,19 @@ def tool(name: str, *args: str, timeout_s: float = 60.0, input: str | None = Non
         command, env = _rabbitmq_command(name, list(args))
     else:
         raise LauncherError(f"no tool named {name!r}; known: {', '.join(TOOLS)}")
+    return run_tool(command, env, timeout_s, input, name)
+
+
+def run_tool(command: list[str], env: dict[str, str] | None = None, timeout_s: float = 60.0,
+             input: str | None = None, name: str | None = None) -> ToolRun:
+    """Run tool ``name``'s ``command`` line, at most ``timeout_s`` (exit code 124 if it
+    had to be stopped); what it printed."""
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
                               input=input, cwd="/", env=env)
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
+        name = name or Path(command[0]).name
         return ToolRun(command, 124, out, f"{name} did not finish within {timeout_s:g} s")
     return ToolRun(command, done.returncode, done.stdout, done.stderr)
 

@@ -276,8 +276,9 @@ class RabbitConsumerThread(ConsumerThread):
 
     ``prefetch`` caps the unacked deliveries it holds (``None``: no cap);
     ``after_poll(channel)`` runs after each slice of I/O (e.g. to ack a batch);
-    ``declare`` declares the (durable) queue first. Closing the connection, as
-    stopping does, hands every unacked delivery back to the queue."""
+    ``declare`` declares the (durable) queue first, with ``queue_arguments``
+    (``arguments`` are the consumer's). Closing the connection, as stopping does,
+    hands every unacked delivery back to the queue."""
 
     def __init__(
         self,
@@ -288,6 +289,7 @@ class RabbitConsumerThread(ConsumerThread):
         auto_ack: bool = False,
         arguments: dict[str, Any] | None = None,
         declare: bool = False,
+        queue_arguments: dict[str, Any] | None = None,
         after_poll: Callable[[Any], None] | None = None,
         name: str = "rabbitmq-consumer",
         settings: Settings | None = None,
@@ -300,12 +302,13 @@ class RabbitConsumerThread(ConsumerThread):
         self.auto_ack = auto_ack
         self.arguments = arguments
         self.declare = declare
+        self.queue_arguments = queue_arguments or {}
         self.after_poll = after_poll
 
     def _session(self) -> None:
         with rabbitmq.open_channel(self.settings, confirm=False) as channel:
             if self.declare:
-                rabbitmq.declare_queue(channel, self.queue)
+                rabbitmq.declare_queue(channel, self.queue, **self.queue_arguments)
             if self.prefetch:
                 channel.basic_qos(prefetch_count=self.prefetch)
             channel.basic_consume(

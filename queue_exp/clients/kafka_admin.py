@@ -84,6 +84,16 @@ def create_topic(
     return True
 
 
+def replication_here(settings: Settings | None = None) -> tuple[int, dict[str, str]]:
+    """A replication factor and topic config for the brokers there are: on a cluster
+    three replicas, at least two of them in sync for an ``acks='all'`` write (one
+    node may fail and writes go on); on a single broker, one replica."""
+    with admin_client(settings) as admin:
+        brokers = len(admin.describe_cluster()["brokers"])
+    factor = min(3, max(brokers, 1))
+    return factor, ({"min.insync.replicas": "2"} if factor == 3 else {})
+
+
 def delete_topics(names: Iterable[str], settings: Settings | None = None) -> None:
     """Delete topics; names that do not exist are ignored."""
     names = list(names)

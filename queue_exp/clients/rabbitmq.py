@@ -23,7 +23,6 @@ from pika.exceptions import ChannelClosedByBroker
 
 from queue_exp.config import Settings
 from queue_exp.config import get_settings
-from queue_exp.config import redact_url
 from queue_exp.errors import BrokerUnavailable
 from queue_exp.errors import ping_result
 from queue_exp.messages import Message
@@ -45,8 +44,10 @@ class ExchangeNotFound(LookupError):
         super().__init__(f"RabbitMQ has no exchange named {exchange!r}; declare it first")
 
 
-def connection_parameters(settings: Settings) -> pika.URLParameters:
-    params = pika.URLParameters(settings.rabbitmq_url)
+def connection_parameters(settings: Settings, url: str | None = None) -> pika.URLParameters:
+    """pika's parameters for the broker (or the node ``url``), bounded by the
+    broker timeout."""
+    params = pika.URLParameters(url or settings.rabbitmq_url)
     timeout = settings.broker_timeout_s
     params.connection_attempts = 1
     params.socket_timeout = timeout
@@ -57,16 +58,24 @@ def connection_parameters(settings: Settings) -> pika.URLParameters:
     return params
 
 
+def cluster_parameters(settings: Settings) -> list[pika.URLParameters]:
+    """One set of parameters per node of a cluster (``RABBITMQ_URLS``), in the order
+    to try them; a single broker gives a list of one."""
+    return [connection_parameters(settings, url) for url in settings.rabbitmq_url_list]
+
+
 def connect(settings: Settings | None = None) -> pika.BlockingConnection:
-    """Open a connection (bounded by the broker timeout). Raises ``BrokerUnavailable``."""
+    """Open a connection (bounded by the broker timeout), to the first node that
+    answers when several are configured. Raises ``BrokerUnavailable``."""
     settings = settings or get_settings()
+    nodes = cluster_parameters(settings)
     try:
-        return pika.BlockingConnection(connection_parameters(settings))
+        return pika.BlockingConnection(nodes if len(nodes) > 1 else nodes[0])
     # pika raises a handshake timeout (a peer that accepts TCP but never speaks
     # AMQP) as AMQPConnectorException, outside its AMQPConnectionError family
     except (AMQPConnectionError, AMQPConnectorException) as exc:
         raise BrokerUnavailable(
-            BROKER, redact_url(settings.rabbitmq_url), type(exc).__name__
+            BROKER, settings.rabbitmq_url_redacted, type(exc).__name__
         ) from exc
 
 
