@@ -23,7 +23,7 @@ NEXT_TESTS ?= tests/clients/test_rabbitmq.py tests/clients/test_consumers.py \
 	notebooks/05-*.ipynb notebooks/06-*.ipynb notebooks/07-*.ipynb notebooks/08-*.ipynb \
 	notebooks/exercises/07-*.ipynb teacher/solutions/07-*.ipynb
 
-.PHONY: help setup system-deps lab test test-rabbitmq-next brokers brokers-down brokers-status serve bench html lint notebooks clean
+.PHONY: help setup system-deps lab test test-rabbitmq-next brokers brokers-down brokers-status cluster cluster-down serve bench html lint notebooks clean
 
 help:
 	@echo "make lab            set up, start the brokers if needed, open JupyterLab on notebooks/"
@@ -31,6 +31,8 @@ help:
 	@echo "make test-rabbitmq-next   (maintainers, root) the RabbitMQ tests on the newest RabbitMQ"
 	@echo "make brokers        start the embedded brokers (or find running ones); print addresses"
 	@echo "make brokers-down   stop the brokers the launcher started"
+	@echo "make cluster        start 3 Kafka + 3 RabbitMQ nodes (notebooks 12, 13); print them"
+	@echo "make cluster-down   stop the cluster nodes (and their epmd)"
 	@echo "make serve          run the API on http://127.0.0.1:8000"
 	@echo "make bench          benchmarks -> bench/results/latest.json (QUICK=1: small sizes)"
 	@echo "make html           the executed notebooks as static HTML handouts in build/html"
@@ -55,6 +57,14 @@ brokers-down: $(STAMP)
 
 brokers-status: $(STAMP)
 	$(PY) -m queue_exp brokers status
+
+# Three Kafka and three RabbitMQ nodes on private ports, beside the single brokers
+# (notebooks 12 and 13 start them by themselves when they are not running).
+cluster: setup
+	$(PY) -m queue_exp cluster up
+
+cluster-down: $(STAMP)
+	$(PY) -m queue_exp cluster down
 
 lab: brokers
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 \
@@ -88,5 +98,5 @@ notebooks: brokers
 			--ExecutePreprocessor.timeout=120 "$$nb" || exit 1; \
 	done
 
-clean: brokers-down
+clean: brokers-down cluster-down
 	rm -rf .queue_exp
