@@ -178,13 +178,15 @@ class RabbitApiConsumer(RabbitConsumerThread):
 
 async def start_consumer(service: Any) -> dict[str, Any]:
     """Start a service's background consumer (idempotent) and wait, bounded, until
-    it reads. ``service`` has ``broker``, ``consumer``, ``ping()`` and ``where()``."""
+    it reads. ``service`` has ``broker``, ``consumer``, ``ping()``, ``prepare()``
+    (what must exist before the consumer starts) and ``where()``."""
     extra = service.where()
     if service.consumer.running:
         return {"status": "already running", **extra}
     health = await run_in_threadpool(service.ping)
     if not health["reachable"]:
         raise BrokerUnavailable(service.broker, health["address"])
+    await run_in_threadpool(service.prepare)
     started = service.consumer.start()
     # wait (bounded) until it is connected, so "started" means it is reading
     await run_in_threadpool(service.consumer.ready.wait, 5.0)

@@ -4,6 +4,7 @@ thread) and the messages it received."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
@@ -22,6 +23,8 @@ from queue_exp.config import Settings
 from queue_exp.errors import BrokerUnavailable
 from queue_exp.messages import Message
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/kafka", tags=["kafka"])
 
 KAFKA_TOPIC_PARTITIONS = 3
@@ -38,19 +41,29 @@ class KafkaService:
         self.store = MessageStore(settings.max_stored_messages)
         self.consumer = KafkaApiConsumer(self.topic, settings.kafka_group, self.store, settings)
         self._producer = None
+        self._topic_ready = False
         self._lock = threading.Lock()
         self._resolver: LoopResolver | None = None
 
-    def producer(self):
-        """Open the producer (and the API's topic) once; blocking, call off the loop."""
+    def prepare(self) -> None:
+        """Create the API's topic once (blocking, call off the loop). Before the
+        consumer starts too: a group that joins before its topic exists gets no
+        partitions until its next metadata refresh, minutes later."""
         with self._lock:
-            if self._producer is None:
+            if not self._topic_ready:
                 # on a cluster: replicated, so that a send survives the loss of a node
                 replicas, config = kafka_admin.replication_here(self.settings)
                 kafka_admin.create_topic(
                     self.topic, partitions=KAFKA_TOPIC_PARTITIONS, config=config,
                     settings=self.settings, replication_factor=replicas,
                 )
+                self._topic_ready = True
+
+    def producer(self):
+        """Open the producer (and the API's topic) once; blocking, call off the loop."""
+        self.prepare()
+        with self._lock:
+            if self._producer is None:
                 producer = kafka.make_producer(self.settings)
                 # fetch the topic's metadata now, so that send() never waits for it
                 producer.partitions_for(self.topic)
@@ -69,15 +82,17 @@ class KafkaService:
             future.add_errback(lambda exc: resolver.post(done, exc, failed=True))
 
         address = self.settings.kafka_bootstrap_servers
+        producer = self._producer
         try:
-            if self._producer is None:
+            if producer is None:
                 # the first send opens the producer (bootstrap, topic): blocking, off the loop
-                await run_in_threadpool(lambda: submit(self.producer()))
-            else:
-                # metadata is cached: send() only appends to a batch for the sender thread
-                submit(self._producer)
+                producer = await run_in_threadpool(self.producer)
+            # metadata is cached: send() only appends to a batch for the sender thread
+            submit(producer)
             meta = await resolver.wait(done, self.settings.broker_timeout_s + 2)
         except TimeoutError as exc:
+            # the producer's own delivery timeout should have answered first: it is stuck
+            self._renew(producer)
             raise BrokerUnavailable("Kafka", address, "no acknowledgement in time") from exc
         except RetriableError as exc:  # timeouts and lost connections, not bad requests
             raise BrokerUnavailable("Kafka", address, type(exc).__name__) from exc
@@ -96,11 +111,25 @@ class KafkaService:
         """Where the background consumer reads from."""
         return {"topic": self.topic, "group_id": self.consumer.group_id}
 
+    def _renew(self, stuck: Any) -> None:
+        """Replace a producer whose send outlived its delivery timeout: kafka-python
+        3.0's idempotent producer can stop sending for good after it expires a batch
+        that was in flight to a broker that died (seen on the 3-node cluster when a
+        leader is killed: every later send stays pending). The next send opens a
+        new producer; the stuck one is closed in the background."""
+        with self._lock:
+            if self._producer is not stuck or stuck is None:
+                return
+            self._producer = None
+        log.warning("the Kafka producer stopped answering; opening a new one")
+        threading.Thread(target=kafka.close_producer, args=(stuck,), daemon=True,
+                         name="close-stuck-producer").start()
+
     def close(self) -> None:
         self.consumer.stop()
         with self._lock:
             if self._producer is not None:
-                self._producer.close(timeout=5)
+                kafka.close_producer(self._producer, timeout_s=5)
                 self._producer = None
 
 

@@ -239,6 +239,12 @@ class Publisher:
             else:
                 entry.future.set_result(
                     {"exchange": entry.exchange, "routing_key": entry.routing_key})
+        if not acked and self._channel is not None and self._channel.is_open:
+            # A nack: the queue could not take the message (a quorum queue whose
+            # leader is moving to another node). A channel opened while the leader
+            # was away keeps nacking after a new one is elected (RabbitMQ 3.10,
+            # measured here), so the next publishes go to a fresh channel.
+            self._channel.close()
 
     def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
         """The broker closed the channel (e.g. 404: a publish named a missing

@@ -11,6 +11,7 @@ from fastapi import HTTPException
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from pika.exceptions import ChannelClosedByBroker
+from pika.exceptions import NackError
 from pika.exceptions import UnroutableError
 from pydantic import Field
 from pydantic import field_validator
@@ -100,6 +101,11 @@ class RabbitService:
             raise BrokerUnavailable(
                 "RabbitMQ", self.settings.rabbitmq_url_redacted, "no publisher confirm in time"
             ) from exc
+        except NackError as exc:  # retry later: e.g. a quorum queue electing a new leader
+            raise BrokerUnavailable(
+                "RabbitMQ", self.settings.rabbitmq_url_redacted,
+                "the broker could not take the message (negative confirm); not stored"
+            ) from exc
         except UnroutableError as exc:
             where = (
                 f"there is no queue named {routing_key!r} (the default exchange routes "
@@ -120,6 +126,9 @@ class RabbitService:
         # exchange, the bindings decide (at least one queue got it: it was mandatory)
         queue = routing_key if not exchange else None
         return {"status": "sent", **result, "queue": queue, "confirmed": True}
+
+    def prepare(self) -> None:
+        """Nothing to create first: the consumer declares the API's queue itself."""
 
     def ping(self) -> dict[str, Any]:
         return rabbitmq.ping(self.settings)

@@ -61,6 +61,20 @@ def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaPr
         raise unavailable(settings, exc) from exc
 
 
+def close_producer(producer: KafkaProducer, timeout_s: float = 5.0) -> None:
+    """Close a producer, waiting at most ``timeout_s`` for what it still has to send.
+    Records that cannot be sent by then fail (their futures get an error) instead of
+    keeping the producer open: kafka-python 3.0's ``close()`` raises, and leaves
+    its sender running, when its buffered records cannot be flushed in time."""
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaTimeoutError:
+        log.info("the Kafka producer could not send everything within %.0f s; "
+                    "failing the rest", timeout_s)
+        producer._accumulator.abort_incomplete_batches()  # no public way to do this
+        producer.close(timeout=0)
+
+
 def make_consumer(
     *topics: str,
     group_id: str | None = None,
