@@ -1,7 +1,8 @@
 """What a lesson holds on to: :func:`use` finds a cluster (or starts it) and
 returns a handle with its addresses, the :class:`~queue_exp.config.Settings`
 that point the package's clients at it, and ``stop``/``kill``/``start`` of one
-node. ``close()`` stops the cluster only if ``use()`` started it."""
+node. ``close()`` stops the cluster if ``use()`` started it, and otherwise
+starts again any node the lesson left down."""
 
 from __future__ import annotations
 
@@ -59,10 +60,13 @@ class ClusterHandle:
         return launcher.status()[self.broker]["nodes"]
 
     def close(self) -> None:
-        """Stop the cluster if :func:`use` started it; else leave it running."""
+        """Leave the cluster as :func:`use` found it: stopped if ``use()`` started
+        it, else with every node running again."""
         if self.started:
             launcher.down([self.broker])
             self.started = False
+        else:
+            launcher.up([self.broker])
 
 
 @dataclass

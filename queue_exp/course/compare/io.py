@@ -32,6 +32,13 @@ def number_of(text: str) -> int:
     return int(text.removeprefix("#"))
 
 
+def numbers_in(texts: Sequence[Any]) -> list[int]:
+    """``["#3", "hello", "#4"]`` -> ``[3, 4]``: the numbered messages among whatever
+    else a topic or queue holds."""
+    return [number_of(t) for t in texts
+            if isinstance(t, str) and t.startswith("#") and t[1:].isdigit()]
+
+
 def publish(settings: Settings, messages: Sequence[Message], *, queue: str = "",
             exchange: str = "") -> int:
     """Publish ``messages`` to a queue (default exchange) or to an exchange, each

@@ -41,12 +41,14 @@ BodyMaker = Callable[[int, int], bytes]  # (client number, request number) -> bo
 @dataclass
 class LoadResult:
     """What came back: the (client, request) numbers that got the expected status,
-    how many did not, each successful request's latency, and the elapsed time."""
+    how many did not, each successful request's latency, the elapsed time, and
+    every reply as (``time.monotonic()`` when sent, status, latency in ms)."""
 
     acked: list[tuple[int, int]] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     failed: int = 0
     seconds: float = 0.0
+    replies: list[tuple[float, int, float]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"ok": len(self.acked), "failed": self.failed, "seconds": self.seconds,
@@ -71,15 +73,17 @@ def marked_body(marker: str, invalid: bool = False) -> BodyMaker:
 async def drive(
     url: str, clients: int, *, count: int | None = None, seconds: float | None = None,
     make_body: BodyMaker | None = None, expected: int = 200, timeout_s: float = 60.0,
+    result: LoadResult | None = None,
 ) -> LoadResult:
     """``clients`` keep-alive connections POST to ``url`` until ``count`` requests
-    were made in all, or for ``seconds`` (at most ``timeout_s``)."""
+    were made in all, or for ``seconds`` (at most ``timeout_s``). ``result``: the
+    object to fill (another thread may watch it fill)."""
     parts = urlsplit(url)
     head = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n")
     seed = json.dumps(SEED_BODY).encode()
     status = f"HTTP/1.1 {expected}".encode()
-    result = LoadResult()
+    result = result if result is not None else LoadResult()
     deadline = time.monotonic() + min(seconds or timeout_s, timeout_s)
     tickets = iter(range(count if count is not None else 10**12))  # shared: each taken once
 
@@ -94,13 +98,15 @@ async def drive(
                 if time.monotonic() >= deadline:
                     return
                 body = make_body(number, i) if make_body else seed
-                start = time.perf_counter()
+                sent, start = time.monotonic(), time.perf_counter()
                 writer.write(head.format(len(body)).encode() + body)
                 reply = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
                 length = int(re.search(rb"(?i)content-length: (\d+)", reply).group(1))
                 await reader.readexactly(length)
+                latency_ms = 1000 * (time.perf_counter() - start)
+                result.replies.append((sent, int(reply[9:12]), latency_ms))
                 if reply.startswith(status):
-                    result.latencies_ms.append(1000 * (time.perf_counter() - start))
+                    result.latencies_ms.append(latency_ms)
                     result.acked.append((number, i))
                 else:
                     result.failed += 1
