@@ -20,7 +20,7 @@ MARKER = "failover"
 
 def sends_through_node_loss(
     api: Any, broker: str, lose_node: Callable[[], Any], *, clients: int = 4,
-    seconds: float = 8.0, lose_after_s: float = 2.0, timeout_s: float = 60.0,
+    seconds: float = 10.0, lose_after_s: float = 2.0, timeout_s: float = 60.0,
 ) -> dict[str, Any]:
     """``clients`` keep-alive clients POST marked messages to ``/{broker}/send`` for
     ``seconds``; after ``lose_after_s`` of successful sends ``lose_node()`` runs.

@@ -45,10 +45,17 @@ def plot_replicas(rows: Sequence[dict[str, Any]], nodes: Sequence[int] = (1, 2, 
     return fig
 
 
-def _marks(ax: Any, events: Sequence[tuple[float, str]], top: float) -> None:
-    for t, label in events:
+def _marks(ax: Any, events: Sequence[tuple[float, str]]) -> None:
+    """A dashed line at each event, its label beside it near the top (staggered,
+    so that close events stay readable)."""
+    left, right = ax.get_xlim()
+    for i, (t, label) in enumerate(events):
         ax.axvline(t, color=VERMILLION, linestyle="--", linewidth=1.2)
-        ax.text(t, top, f" {label}", color=VERMILLION, fontsize=10, va="top", rotation=90)
+        near_right = t > left + 0.7 * (right - left)  # then the label goes left of the line
+        ax.text(t, 0.95 - 0.11 * (i % 4), f"{label} " if near_right else f" {label}",
+                ha="right" if near_right else "left", va="top", color=VERMILLION, fontsize=10,
+                transform=ax.get_xaxis_transform(),
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
 
 
 def plot_acks(result: dict[str, Any]) -> Figure:
@@ -62,12 +69,11 @@ def plot_acks(result: dict[str, Any]) -> Figure:
                   for n, (part, sent) in producer.sent.items() if part == p and n in producer.acked]
         ax.scatter(*zip(*points, strict=True), s=6, color=PARTITION_COLORS[p % 5],
                    label=f"partition {p}")
-    top = ax.get_ylim()[1]
     _marks(ax, [(0, f"kill -9 node {result['victim']}"),
-                (result["new leader after s"], f"new leader of P{result['partition']}")], top)
+                (result["new leader after s"], f"new leader of P{result['partition']}")])
     ax.set_xlabel("when the record was sent (s after the kill)")
     ax.set_ylabel("wait for its ack (s)")
-    ax.legend(loc="upper right", fontsize=9)
+    ax.legend(loc="center right", fontsize=9)
     ax.set_title("acks='all' through a leader's crash: every partition waits, none loses")
     fig.tight_layout()
     return fig
@@ -83,7 +89,7 @@ def plot_isr_timeline(watch: Any) -> Figure:
                 linewidth=2, label=f"partition {p}")
     ax.set_ylim(0.5, 3.6)
     ax.set_yticks([1, 2, 3])
-    _marks(ax, watch.events, 3.55)
+    _marks(ax, watch.events)
     ax.axhline(2, color=GREY, linestyle=":", linewidth=1)
     ax.text(ax.get_xlim()[0], 2.05, " min.insync.replicas = 2", color=GREY, fontsize=9)
     ax.set_xlabel("seconds")
@@ -107,7 +113,7 @@ def plot_confirms(result: dict[str, Any]) -> Figure:
     ax.scatter(got, [-0.05] * len(got), s=4, marker="|", color=GREEN,
                label=f"received by the consumer on {result['consumer on']}")
     _marks(ax, [(0, f"kill -9 {result['killed']}"),
-                (result["new leader shown after s"], "new leader shown")], ax.get_ylim()[1])
+                (result["new leader shown after s"], "new leader shown")])
     ax.set_xlabel("seconds after the kill")
     ax.set_ylabel("wait for the confirm (s)")
     ax.legend(loc="upper right", fontsize=9)
@@ -128,7 +134,7 @@ def plot_api_sends(result: dict[str, Any], broker: str) -> Figure:
         if points:
             ax.scatter(*zip(*points, strict=True), s=8, color=color, marker=marker,
                        label="200 (stored)" if ok else "not 200")
-    _marks(ax, [(0, "node lost")], ax.get_ylim()[1])
+    _marks(ax, [(0, "node lost")])
     ax.set_xlabel("when the request was sent (s after the node was lost)")
     ax.set_ylabel("reply took (s)")
     ax.legend(loc="upper right", fontsize=9)
