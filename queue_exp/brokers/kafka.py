@@ -122,6 +122,17 @@ def share_jars(home: Path, source: Path | None = None) -> None:
             target.symlink_to(libs.resolve())
 
 
+def internal_topics(partitions: int, replicas: int, min_isr: int) -> str:
+    """The default partition count, and the partitions, replicas and minimum
+    in-sync replicas of Kafka's internal topics (offsets, transactions, share groups)."""
+    return (f"num.partitions={partitions}\n"
+            f"offsets.topic.replication.factor={replicas}\n"
+            f"offsets.topic.num.partitions={partitions}\n"
+            + "".join(f"{topic}.replication.factor={replicas}\n{topic}.min.isr={min_isr}\n"
+                      f"{topic}.num.partitions={partitions}\n"
+                      for topic in ("transaction.state.log", "share.coordinator.state.topic")))
+
+
 SERVER_PROPERTIES = """\
 # Written by queue_exp's launcher: one KRaft node that is both broker and controller.
 process.roles=broker,controller
@@ -135,15 +146,7 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={data_dir}
 # One node, so every internal topic has one replica (and few partitions: a
 # group's first join then takes well under a second).
-num.partitions=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-share.coordinator.state.topic.num.partitions=1
+""" + internal_topics(partitions=1, replicas=1, min_isr=1) + """\
 # Topics exist only when someone creates them (the production default is to
 # create one, with a single partition, for any name a client asks about: a
 # misspelt topic would silently appear, and kafka-python 3.0 asks for that in

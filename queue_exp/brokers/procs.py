@@ -3,6 +3,7 @@ free ports, process trees, memory and CPU (through psutil), a bounded stop."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -15,6 +16,8 @@ import psutil
 
 from queue_exp.errors import LauncherError
 from queue_exp.waiting import wait_until
+
+log = logging.getLogger(__name__)
 
 # rabbitmqctl and the other Erlang CLI tools take their own distribution port from
 # here (inet_dist_listen_min/max in rabbitmq-env): a node must not sit in it
@@ -111,6 +114,19 @@ def cmdline(pid: int) -> str:
 
 def _gone(pid: int) -> bool:
     return not pid_alive(pid)
+
+
+def signal_until_gone(pid: int, sig: signal.Signals, gone: Callable[[], bool],
+                      timeout_s: float, name: str) -> None:
+    """Send ``sig`` to ``pid`` and wait until ``gone()``; if it is not gone within
+    ``timeout_s``, SIGKILL it and wait (at most 10 s) for that."""
+    os.kill(pid, sig)
+    try:
+        wait_until(gone, timeout_s, 0.05)
+    except TimeoutError:
+        log.warning("%s did not stop within %.0f s: SIGKILL", name, timeout_s)
+        os.kill(pid, signal.SIGKILL)
+        wait_until(gone, 10, 0.05, what=f"{name} to exit")
 
 
 def stop_process_group(pid: int, marker: str | None, timeout_s: float = 30.0) -> bool:

@@ -48,16 +48,8 @@ log.dirs={data_dir}
 # (min.insync.replicas stays 1 broker-wide and is set per topic: a broker-wide 2
 # would refuse every acks=all send to a topic created with one replica.)
 auto.create.topics.enable=false
-num.partitions=3
 default.replication.factor=3
-offsets.topic.replication.factor=3
-offsets.topic.num.partitions=3
-transaction.state.log.replication.factor=3
-transaction.state.log.min.isr=2
-transaction.state.log.num.partitions=3
-share.coordinator.state.topic.replication.factor=3
-share.coordinator.state.topic.min.isr=2
-share.coordinator.state.topic.num.partitions=3
+""" + embedded.internal_topics(partitions=3, replicas=3, min_isr=2) + """\
 group.initial.rebalance.delay.ms=0
 # The log cleaner's dedupe buffer is allocated on the heap at startup: 128 MiB by
 # default, more than this node's whole heap.
@@ -185,13 +177,8 @@ def signal_node(entry: dict, node_id: int, sig: signal.Signals, timeout_s: float
     node = entry["nodes"][str(node_id)]
     if not alive(node):
         return False
-    os.kill(node["pid"], sig)
-    try:
-        wait_until(lambda: not alive(node), timeout_s, 0.05)
-    except TimeoutError:
-        log.warning("Kafka node %s did not stop within %.0f s: SIGKILL", node_id, timeout_s)
-        os.kill(node["pid"], signal.SIGKILL)
-        wait_until(lambda: not alive(node), 10, 0.05, what=f"Kafka node {node_id} to exit")
+    procs.signal_until_gone(node["pid"], sig, lambda: not alive(node), timeout_s,
+                            f"Kafka node {node_id}")
     return True
 
 

@@ -218,12 +218,8 @@ def signal_node(entry: dict, node_id: int, sig: signal.Signals,
     info = entry["nodes"][str(node_id)]
     if not alive(info):
         return False
-    os.kill(info["pid"], sig)
-    try:
-        wait_until(lambda: not alive(info), timeout_s, 0.05)
-    except TimeoutError:
-        log.warning("RabbitMQ node %s did not stop within %.0f s: SIGKILL", node_id, timeout_s)
-        os.kill(info["pid"], signal.SIGKILL)
+    procs.signal_until_gone(info["pid"], sig, lambda: not alive(info), timeout_s,
+                            f"RabbitMQ node {info['name']}")
     # the start script and beam's helpers (erl_child_setup) follow within moments
     procs.stop_process_group(info.get("wrapper_pid"), "rabbitmq", 10)
     return True

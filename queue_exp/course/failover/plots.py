@@ -45,6 +45,16 @@ def plot_replicas(rows: Sequence[dict[str, Any]], nodes: Sequence[int] = (1, 2, 
     return fig
 
 
+def _finish(fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str,
+            legend_at: str) -> Figure:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc=legend_at, fontsize=9)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def _marks(ax: Any, events: Sequence[tuple[float, str]]) -> None:
     """A dashed line at each event, its label beside it near the top (staggered,
     so that close events stay readable)."""
@@ -71,12 +81,9 @@ def plot_acks(result: dict[str, Any]) -> Figure:
                    label=f"partition {p}")
     _marks(ax, [(0, f"kill -9 node {result['victim']}"),
                 (result["new leader after s"], f"new leader of P{result['partition']}")])
-    ax.set_xlabel("when the record was sent (s after the kill)")
-    ax.set_ylabel("wait for its ack (s)")
-    ax.legend(loc="center right", fontsize=9)
-    ax.set_title("acks='all' through a leader's crash: every partition waits, none loses")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "when the record was sent (s after the kill)", "wait for its ack (s)",
+                   "acks='all' through a leader's crash: every partition waits, none loses",
+                   "center right")
 
 
 def plot_isr_timeline(watch: Any) -> Figure:
@@ -92,12 +99,8 @@ def plot_isr_timeline(watch: Any) -> Figure:
     _marks(ax, watch.events)
     ax.axhline(2, color=GREY, linestyle=":", linewidth=1)
     ax.text(ax.get_xlim()[0], 2.05, " min.insync.replicas = 2", color=GREY, fontsize=9)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("replicas in sync (ISR)")
-    ax.legend(loc="lower right", fontsize=9)
-    ax.set_title("the ISR shrinks as nodes stop, and refills as they come back")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "seconds", "replicas in sync (ISR)",
+                   "the ISR shrinks as nodes stop, and refills as they come back", "lower right")
 
 
 def plot_confirms(result: dict[str, Any]) -> Figure:
@@ -114,12 +117,8 @@ def plot_confirms(result: dict[str, Any]) -> Figure:
                label=f"received by the consumer on {result['consumer on']}")
     _marks(ax, [(0, f"kill -9 {result['killed']}"),
                 (result["new leader shown after s"], "new leader shown")])
-    ax.set_xlabel("seconds after the kill")
-    ax.set_ylabel("wait for the confirm (s)")
-    ax.legend(loc="upper right", fontsize=9)
-    ax.set_title("a quorum queue through its leader's crash")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "seconds after the kill", "wait for the confirm (s)",
+                   "a quorum queue through its leader's crash", "upper right")
 
 
 def plot_api_sends(result: dict[str, Any], broker: str) -> Figure:
@@ -135,9 +134,5 @@ def plot_api_sends(result: dict[str, Any], broker: str) -> Figure:
             ax.scatter(*zip(*points, strict=True), s=8, color=color, marker=marker,
                        label="200 (stored)" if ok else "not 200")
     _marks(ax, [(0, "node lost")])
-    ax.set_xlabel("when the request was sent (s after the node was lost)")
-    ax.set_ylabel("reply took (s)")
-    ax.legend(loc="upper right", fontsize=9)
-    ax.set_title(f"POST /{broker}/send while a node dies")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "when the request was sent (s after the node was lost)",
+                   "reply took (s)", f"POST /{broker}/send while a node dies", "upper right")
