@@ -14,7 +14,7 @@ from queue_exp.config import redact_url
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("QUEUE_EXP_HOME", str(tmp_path))
     for var in ("KAFKA_BOOTSTRAP_SERVERS", "RABBITMQ_URL", "QUEUE_EXP_NAMESPACE",
-                "RABBITMQ_MANAGEMENT_URL"):
+                "RABBITMQ_MANAGEMENT_URL", "RABBITMQ_URLS", "QUEUE_EXP_RABBITMQ_QUEUE_TYPE"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
 
@@ -86,3 +86,30 @@ def test_bad_number_in_env_says_which_variable(home, monkeypatch):
 )
 def test_redact_url_hides_passwords(url, shown):
     assert redact_url(url) == shown
+
+
+def test_several_rabbitmq_nodes_come_in_order_first_one_as_the_url(home, monkeypatch):
+    write_state(home, rabbitmq={"url": "amqp://guest:guest@127.0.0.1:40002/%2F"})
+    nodes = [f"amqp://u:secret@node{n}.example:5672/%2F" for n in (1, 2, 3)]
+    monkeypatch.setenv("RABBITMQ_URLS", ", ".join(nodes))
+    settings = get_settings()
+    assert settings.rabbitmq_url_list == nodes
+    assert settings.rabbitmq_url == nodes[0]  # RABBITMQ_URLS beats the state file
+    assert "secret" not in settings.rabbitmq_url_redacted
+    assert settings.rabbitmq_url_redacted.count("u:***@") == 3
+    # on a cluster the API's queue is replicated
+    assert settings.rabbitmq_queue_arguments == {"x-queue-type": "quorum"}
+    monkeypatch.setenv("QUEUE_EXP_RABBITMQ_QUEUE_TYPE", "classic")
+    assert get_settings().rabbitmq_queue_arguments == {}
+
+
+def test_one_rabbitmq_node_keeps_a_classic_queue(home):
+    settings = get_settings()
+    assert settings.rabbitmq_url_list == [settings.rabbitmq_url]
+    assert settings.rabbitmq_queue_arguments == {}
+
+
+def test_a_queue_type_that_does_not_exist_is_named(home, monkeypatch):
+    monkeypatch.setenv("QUEUE_EXP_RABBITMQ_QUEUE_TYPE", "mirrored")
+    with pytest.raises(ValueError, match="QUEUE_EXP_RABBITMQ_QUEUE_TYPE is classic or quorum"):
+        get_settings()

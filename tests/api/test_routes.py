@@ -134,3 +134,22 @@ def test_an_unreachable_broker_is_a_fast_503_and_the_other_keeps_working(
         assert "make brokers" in health[broker]["how_to_start"]
         assert health[other]["reachable"] is True
     notebook.remove_api_resources(settings)
+
+
+def test_rabbitmq_send_goes_to_the_first_node_that_answers(settings, dead_address):
+    """Given several nodes (RABBITMQ_URLS) the publisher and the consumer skip one that
+    is down; the API's queue is then a quorum queue (replicated on a real cluster)."""
+    host, port = dead_address
+    dead = f"amqp://guest:guest@{host}:{port}/%2F"
+    nodes = settings.replace(rabbitmq_urls=f"{dead},{settings.rabbitmq_url}", rabbitmq_url=dead)
+    with TestClient(create_app(nodes)) as client:
+        assert client.post("/rabbitmq/consume").json()["status"] == "started"
+        reply = client.post("/rabbitmq/send", json={**SEED_BODY, "message": "via node 2"})
+        assert reply.status_code == 200, reply.text
+        got = notebook.wait_for_messages(client, "rabbitmq", 1)
+        assert [m["message"] for m in got] == ["via node 2"]
+    with rabbitmq.open_channel(settings, confirm=False) as channel:
+        with pytest.raises(Exception, match="PRECONDITION_FAILED"):
+            # declared as a quorum queue: a classic declaration of it is refused
+            channel.queue_declare(settings.rabbitmq_queue, durable=True)
+    notebook.remove_api_resources(settings)

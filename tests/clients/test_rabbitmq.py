@@ -68,3 +68,19 @@ def test_unreachable_broker_raises_a_helpful_error_without_the_password(settings
     text = str(info.value)
     assert f"{host}:{port}" in text and "make brokers" in text and "s3cret" not in text
     assert rabbitmq.ping(dead)["reachable"] is False
+
+
+def test_several_nodes_connect_to_the_first_that_answers(settings, dead_address):
+    host, port = dead_address
+    dead = f"amqp://guest:guest@{host}:{port}/%2F"
+    cluster = settings.replace(rabbitmq_urls=f"{dead},{settings.rabbitmq_url}",
+                               rabbitmq_url=dead, broker_timeout_ms=1000)
+    connection = rabbitmq.connect(cluster)
+    try:
+        assert connection.is_open
+    finally:
+        connection.close()
+    none_up = settings.replace(rabbitmq_urls=f"{dead},{dead}", rabbitmq_url=dead,
+                               broker_timeout_ms=1000)
+    with pytest.raises(BrokerUnavailable):
+        rabbitmq.connect(none_up)
