@@ -4,6 +4,8 @@
   find the configured brokers or start embedded ones; the state file
 * :mod:`~queue_exp.brokers.kafka` - genuine Apache Kafka (KRaft) as a Java process
 * :mod:`~queue_exp.brokers.rabbitmq` - Debian's ``rabbitmq-server`` as a private node
+* :mod:`~queue_exp.brokers.cluster` - three Kafka and three RabbitMQ nodes
+  (``python -m queue_exp cluster up``), for the replication lessons
 * :mod:`~queue_exp.brokers.procs` - ports, process trees, memory and CPU
 * ``resources/pom.xml`` - Kafka's jars, resolved from Maven Central
 

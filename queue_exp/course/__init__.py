@@ -6,5 +6,6 @@
 * :mod:`~queue_exp.course.kafka`, :mod:`~queue_exp.course.rabbitmq` - the two chapters
 * :mod:`~queue_exp.course.compare` - the same experiments on both brokers (notebook 08)
 * :mod:`~queue_exp.course.perf` - throughput, latency and load (notebook 09, ``bench/``)
+* :mod:`~queue_exp.course.failover` - replication and failover on the clusters (12, 13)
 * :mod:`~queue_exp.course.exercises` - the exercises' setups and checks
 """
