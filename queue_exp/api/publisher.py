@@ -93,21 +93,23 @@ class Publisher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.broker_timeout_s + 2
         channel = await self._open_channel(deadline)
+        while not channel.is_open:  # replaced while this publish waited for it
+            channel = await self._open_channel(deadline)
         tag = self._next_tag
         self._next_tag += 1
         entry = _InFlight(loop.create_future(), exchange, routing_key)
-        self._in_flight[tag] = entry
-        channel.basic_publish(
-            exchange=exchange,
-            routing_key=routing_key,
-            body=encode(message),
-            properties=pika.BasicProperties(
-                content_type="application/json", delivery_mode=PERSISTENT, message_id=str(tag)
-            ),
-            mandatory=mandatory,
-        )
         timer = loop.call_at(deadline, self._expire, entry.future)
         try:
+            self._in_flight[tag] = entry
+            channel.basic_publish(
+                exchange=exchange,
+                routing_key=routing_key,
+                body=encode(message),
+                properties=pika.BasicProperties(
+                    content_type="application/json", delivery_mode=PERSISTENT,
+                    message_id=str(tag)),
+                mandatory=mandatory,
+            )
             return await entry.future
         finally:
             timer.cancel()
@@ -239,12 +241,23 @@ class Publisher:
             else:
                 entry.future.set_result(
                     {"exchange": entry.exchange, "routing_key": entry.routing_key})
-        if not acked and self._channel is not None and self._channel.is_open:
+        if not acked:
             # A nack: the queue could not take the message (a quorum queue whose
             # leader is moving to another node). A channel opened while the leader
             # was away keeps nacking after a new one is elected (RabbitMQ 3.10,
             # measured here), so the next publishes go to a fresh channel.
-            self._channel.close()
+            self._renew_channel()
+
+    def _renew_channel(self) -> None:
+        """Swap the channel for a fresh one on the same connection; what is still
+        in flight on the old one fails (503: it may or may not be stored)."""
+        channel, self._channel = self._channel, None  # its close callback: nothing to do
+        in_flight = [entry for _tag, entry in sorted(self._in_flight.items())]
+        self._in_flight.clear()
+        self._fail(in_flight, "channel renewed after a negative confirm")
+        if channel is not None and channel.is_open:
+            channel.close()
+        self._open_new_channel()
 
     def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
         """The broker closed the channel (e.g. 404: a publish named a missing
@@ -264,6 +277,10 @@ class Publisher:
                 first.future.set_exception(ExchangeNotFound(first.exchange) if missing
                                            else reason)
         self._fail(in_flight, "channel closed before the broker confirmed")
+        self._open_new_channel()
+
+    def _open_new_channel(self) -> None:
+        """A new channel on the open connection; publishes wait for it meanwhile."""
         connection = self._connection
         if connection is not None and connection.is_open:
             self._ready = asyncio.get_running_loop().create_future()
