@@ -105,27 +105,36 @@ class PartitionWatch:
         self.events.append((self.now(), label))
 
     def stop(self) -> None:
+        """Stop sampling, after one last sample (the state the watch ends on)."""
         self._stop.set()
         self._thread.join(10)
+        last = self._sample(None)
+        if last is not None:
+            last.close()
 
     def _run(self) -> None:
         client = None
         while not self._stop.wait(self.interval_s):
-            try:
-                client = client or admin(self.servers)
-                described = client.describe_topic_partitions([self.topic])["topics"][0]
-            except Exception as exc:  # noqa: BLE001 - a node is down: try a fresh client
-                log.debug("partition watch: %r", exc)
-                if client is not None:
-                    client.close()
-                client = None
-                continue
-            t = self.now()
-            self.samples.extend({"t": t, "partition": p["partition_index"],
-                                 "leader": p["leader_id"], "isr": len(p["isr_nodes"])}
-                                for p in described["partitions"])
+            client = self._sample(client)
         if client is not None:
             client.close()
+
+    def _sample(self, client: KafkaAdminClient | None) -> KafkaAdminClient | None:
+        """Record every partition's leader and ISR size; returns the client to reuse
+        (``None`` after a failure: a node is down, the next sample opens a fresh one)."""
+        try:
+            client = client or admin(self.servers)
+            described = client.describe_topic_partitions([self.topic])["topics"][0]
+        except Exception as exc:  # noqa: BLE001 - whatever a dying node makes it say
+            log.debug("partition watch: %r", exc)
+            if client is not None:
+                client.close()
+            return None
+        t = self.now()
+        self.samples.extend({"t": t, "partition": p["partition_index"],
+                             "leader": p["leader_id"], "isr": len(p["isr_nodes"])}
+                            for p in described["partitions"])
+        return client
 
     def first(self, since: float, test: Any) -> float | None:
         """The first sample time after ``since`` for which ``test(sample)`` holds."""

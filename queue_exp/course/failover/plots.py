@@ -49,7 +49,10 @@ def _finish(fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str,
             legend_at: str) -> Figure:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(loc=legend_at, fontsize=9)
+    if legend_at == "outside":
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
+    else:
+        ax.legend(loc=legend_at, fontsize=9)
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -78,7 +81,7 @@ def plot_acks(result: dict[str, Any]) -> Figure:
         points = [(sent - killed, producer.acked[n] - sent)
                   for n, (part, sent) in producer.sent.items() if part == p and n in producer.acked]
         ax.scatter(*zip(*points, strict=True), s=6, color=PARTITION_COLORS[p % 5],
-                   label=f"partition {p}")
+                   label=f"partition {p}", zorder=4)
     _marks(ax, [(0, f"kill -9 node {result['victim']}"),
                 (result["new leader after s"], f"new leader of P{result['partition']}")])
     return _finish(fig, ax, "when the record was sent (s after the kill)", "wait for its ack (s)",
@@ -92,15 +95,16 @@ def plot_isr_timeline(watch: Any) -> Figure:
     ax = fig.subplots()
     for p in sorted({s["partition"] for s in watch.samples}):
         points = [(s["t"], s["isr"] + 0.04 * p) for s in watch.samples if s["partition"] == p]
+        points.append((points[-1][0] + watch.interval_s, points[-1][1]))  # the last value, drawn
         ax.step(*zip(*points, strict=True), where="post", color=PARTITION_COLORS[p % 5],
                 linewidth=2, label=f"partition {p}")
     ax.set_ylim(0.5, 3.6)
     ax.set_yticks([1, 2, 3])
     _marks(ax, watch.events)
     ax.axhline(2, color=GREY, linestyle=":", linewidth=1)
-    ax.text(ax.get_xlim()[0], 2.05, " min.insync.replicas = 2", color=GREY, fontsize=9)
+    ax.text(ax.get_xlim()[0], 2.2, " min.insync.replicas = 2 (dotted)", color=GREY, fontsize=9)
     return _finish(fig, ax, "seconds", "replicas in sync (ISR)",
-                   "the ISR shrinks as nodes stop, and refills as they come back", "lower right")
+                   "the ISR shrinks as nodes stop, and refills as they come back", "outside")
 
 
 def plot_confirms(result: dict[str, Any]) -> Figure:
@@ -111,7 +115,8 @@ def plot_confirms(result: dict[str, Any]) -> Figure:
     ax = fig.subplots()
     points = [(publisher.sent[n] - killed, t - publisher.sent[n])
               for n, t in publisher.confirmed.items()]
-    ax.scatter(*zip(*points, strict=True), s=6, color=ORANGE, label="confirm waited (s)")
+    ax.scatter(*zip(*points, strict=True), s=6, color=ORANGE, label="confirm waited (s)",
+               zorder=4)
     got = sorted(t - killed for t in result["receipts"].values())
     ax.scatter(got, [-0.05] * len(got), s=4, marker="|", color=GREEN,
                label=f"received by the consumer on {result['consumer on']}")
@@ -131,8 +136,8 @@ def plot_api_sends(result: dict[str, Any], broker: str) -> Figure:
         points = [(t, latency / 1000) for t, status, latency in result["replies"]
                   if (status == 200) == ok]
         if points:
-            ax.scatter(*zip(*points, strict=True), s=8, color=color, marker=marker,
-                       label="200 (stored)" if ok else "not 200")
+            ax.scatter(*zip(*points, strict=True), s=8 if ok else 30, color=color,
+                       marker=marker, label="200 (stored)" if ok else "not 200", zorder=4)
     _marks(ax, [(0, "node lost")])
     return _finish(fig, ax, "when the request was sent (s after the node was lost)",
                    "reply took (s)", f"POST /{broker}/send while a node dies", "upper right")
