@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -36,6 +37,27 @@ def free_port(host: str = "127.0.0.1", avoid: Collection[int] = ()) -> int:
             return port
 
 
+def ephemeral_ports() -> range:
+    """The ports the kernel hands out to outgoing connections (and to ``bind(0)``)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+
+
+def quiet_port(host: str = "127.0.0.1", avoid: Collection[int] = ()) -> int:
+    """A free port below the ephemeral range: no outgoing connection can take it
+    between now and the moment a broker binds it (a port ``bind(0)`` picked can
+    be, and a node that starts many seconds later then fails to listen)."""
+    low = min(ephemeral_ports().start, 32768)
+    for _ in range(1000):
+        port = random.randrange(20000, low)
+        if port not in CLI_DIST_PORTS and port not in avoid and port_is_free(port, host):
+            return port
+    return free_port(host, avoid)
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -48,11 +70,12 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 def choose_ports(
     names: tuple[str, ...], previous: dict, preferred: dict | None = None,
-    host: str = "127.0.0.1", avoid: Collection[int] = (),
+    host: str = "127.0.0.1", avoid: Collection[int] = (), quiet: bool = False,
 ) -> dict[str, int]:
     """A port per name: the preferred one, else last run's (so clients that
-    remember an address still find the broker after a restart), else a free one;
-    never one of ``avoid`` or one chosen for another name."""
+    remember an address still find the broker after a restart), else a free one
+    (with ``quiet``, one below the ephemeral range: :func:`quiet_port`); never one
+    of ``avoid`` or one chosen for another name."""
     chosen: dict[str, int] = {}
     for name in names:
         taken = {*avoid, *chosen.values()}
@@ -61,7 +84,7 @@ def choose_ports(
             (port for port in candidates
              if port and port not in taken and port_is_free(port, host)),
             None,
-        ) or free_port(avoid=taken)
+        ) or (quiet_port if quiet else free_port)(avoid=taken)
     return chosen
 
 

@@ -77,3 +77,15 @@ def test_choose_ports_prefers_the_usual_then_last_runs_then_any_free():
     assert chosen["b"] == free  # last run's port, still free
     assert chosen["a"] != busy and chosen["c"] != busy  # busy ones are skipped
     assert len(set(chosen.values())) == 3
+
+
+def test_quiet_ports_are_free_and_below_the_ephemeral_range():
+    taken = {procs.quiet_port()}
+    for _ in range(20):
+        port = procs.quiet_port(avoid=taken)
+        assert port not in taken and procs.port_is_free(port)
+        assert port < procs.ephemeral_ports().start and port not in procs.CLI_DIST_PORTS
+        taken.add(port)
+    chosen = procs.choose_ports(("a", "b"), {}, quiet=True)
+    assert len(set(chosen.values())) == 2
+    assert all(port < procs.ephemeral_ports().start for port in chosen.values())

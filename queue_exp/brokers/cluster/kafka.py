@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,7 +111,7 @@ def ensure(base: Path, entry: dict, timeout_s: float) -> list[int]:
     taken = {p for n in NODES if n not in down for p in table[str(n)]["ports"].values()}
     for n in down:
         previous = table.get(str(n), {}).get("ports")
-        ports = procs.choose_ports(PORT_NAMES, previous, avoid=taken)
+        ports = procs.choose_ports(PORT_NAMES, previous, avoid=taken, quiet=True)
         taken |= set(ports.values())
         table[str(n)] = {"id": n, "ports": ports, "dir": str(node_dir(base, n)), "pid": None}
     _write_properties(entry)
@@ -198,13 +199,20 @@ def await_members(entry: dict, node_ids: Sequence[int], timeout_s: float) -> Non
 
     servers = bootstrap_servers(entry)
     admin: list[KafkaAdminClient] = []
+    gone_since: dict[int, float] = {}
 
     def ready() -> bool:
         for n in node_ids:
             node = entry["nodes"][str(n)]
-            if not alive(node):
+            if alive(node):
+                gone_since.pop(n, None)
+                continue
+            # gone: give its log a moment to say why (a JVM that dies at once has
+            # not written a line yet)
+            if time.monotonic() - gone_since.setdefault(n, time.monotonic()) > 2:
                 raise LauncherError(f"Kafka node {n} exited while starting; last lines of "
                                     f"its log:\n{procs.tail(Path(node['dir']) / 'kafka.log')}")
+            return False
         if not all(procs.port_open("127.0.0.1", entry["nodes"][str(n)]["ports"]["broker"])
                    for n in node_ids):
             return False  # a client made before the listener is up backs off for long

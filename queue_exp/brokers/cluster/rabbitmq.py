@@ -108,12 +108,13 @@ def ensure(base: Path, entry: dict, timeout_s: float) -> list[int]:
     _write_cookie(Path(entry["dir"]) / "home")
     if len(down) == len(NODES):
         _stop_epmd(entry)  # a stale one from a crashed run
-        entry["epmd"] = procs.choose_ports(("epmd",), {"epmd": entry.get("epmd")})["epmd"]
+        entry["epmd"] = procs.choose_ports(("epmd",), {"epmd": entry.get("epmd")},
+                                           quiet=True)["epmd"]
     taken = {entry["epmd"]} | {p for n in NODES if n not in down
                                for p in table[str(n)]["ports"].values()}
     for n in down:
         previous = table.get(str(n), {}).get("ports")
-        ports = procs.choose_ports(NODE_PORTS, previous, avoid=taken)
+        ports = procs.choose_ports(NODE_PORTS, previous, avoid=taken, quiet=True)
         taken |= set(ports.values())
         table[str(n)] = {"id": n, "name": node_name(n), "ports": ports, "pid": None,
                          "dir": str(base / "rabbitmq" / f"node{n}")}
