@@ -25,6 +25,7 @@ from queue_exp.clients import kafka_admin
 from queue_exp.clients import rabbitmq
 from queue_exp.config import REPO_ROOT
 from queue_exp.course.exercises import Feedback
+from queue_exp.course.exercises import choose
 from queue_exp.course.exercises import first_steps
 from queue_exp.course.exercises import kafka as kx
 from queue_exp.course.exercises import rabbitmq as rx
@@ -351,8 +352,7 @@ def test_confirms(workspace):
 
 # ----------------------------------------------------------------- the notebooks
 
-NAMES = ["01-first-steps-exercises.ipynb", "04-kafka-exercises.ipynb",
-         "07-rabbitmq-exercises.ipynb"]
+NAMES = sorted(p.name for p in (REPO_ROOT / "notebooks" / "exercises").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -392,3 +392,73 @@ def test_a_send_to_a_missing_topic_gets_a_hint_about_creating_it(settings):
     assert type(run.error).__name__ == "KafkaTimeoutError", run
     text = str(not_finished(Feedback("send"), "send_one", run, 15))
     assert "does not create topics" in text and "create_topic" in text, text
+
+
+# ------------------------------------------------------------ choose a broker
+
+
+RIGHT = {1: ("either", ["replay"]), 2: ("rabbitmq", ["competing consumers", "per-message ack"]),
+         3: ("kafka", ["per-key order"]), 4: ("either", ["idempotent consumer"]),
+         5: ("rabbitmq", ["routing patterns"])}
+
+
+def test_choices_pass_when_the_deciding_reasons_are_given():
+    assert passed(choose.check_choices(RIGHT))
+    assert passed(choose.check_choices({**RIGHT, 1: ("kafka", "replay")}))  # one reason, a str
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({2: ("kafka", ["competing consumers", "per-message ack"])}, ("scenario 2", "not 'kafka'")),
+    ({3: ("kafka", ["per-key order", "unlimited group members"])}, ("scenario 3", "not true")),
+    ({4: ("rabbitmq", ["exactly-once to anything"])}, ("scenario 4", "not true", "missing")),
+    ({5: ("rabbitmq", ["routing"])}, ("scenario 5", "'routing'", "ex.REASONS")),
+    ({1: ("kafka", [])}, ("scenario 1", "deciding reason is missing")),
+])
+def test_choices_name_the_scenario_and_what_is_wrong(change, words):
+    assert failed(choose.check_choices({**RIGHT, **change}), *words)
+
+
+def test_no_choices_yet_is_a_hint_not_a_traceback():
+    assert failed(choose.check_choices({}), "empty", "answers = {1:")
+    assert failed(choose.check_choices(None), "not a dict")
+
+
+def test_every_reason_a_scenario_needs_is_offered_and_true():
+    for scenario in choose.SCENARIOS:
+        assert set(scenario.needs) <= set(choose.REASONS) - choose.FALSE
+
+
+def test_reading_a_stream_twice_passes_and_a_queue_style_read_is_told_why(workspace):
+    import pika
+
+    audit = choose.setup_replay(workspace)
+
+    def read_all(stream):
+        params = pika.URLParameters(workspace.settings.rabbitmq_url)
+        with pika.BlockingConnection(params) as connection:
+            channel = connection.channel()
+            channel.basic_qos(prefetch_count=100)
+            bodies = []
+            for method, _props, body in channel.consume(
+                    stream, arguments={"x-stream-offset": "first"}, inactivity_timeout=1):
+                if method is None:
+                    break
+                bodies.append(body)
+                channel.basic_ack(method.delivery_tag)
+        return bodies
+
+    def without_offset(stream):  # a stream consumer starts at "next": nothing old comes
+        params = pika.URLParameters(workspace.settings.rabbitmq_url)
+        with pika.BlockingConnection(params) as connection:
+            channel = connection.channel()
+            channel.basic_qos(prefetch_count=100)
+            bodies = []
+            for method, _props, body in channel.consume(stream, inactivity_timeout=1):
+                if method is None:
+                    break
+                bodies.append(body)
+        return bodies
+
+    assert passed(choose.check_replay(audit, read_all))
+    assert failed(choose.check_replay(audit, without_offset), "got nothing", "x-stream-offset")
+    assert failed(choose.check_replay(audit, "not a function"), "not a function")
