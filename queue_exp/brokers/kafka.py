@@ -157,15 +157,18 @@ log.retention.check.interval.ms=1000
 log.initial.task.delay.ms=1000
 """
 
-LOG4J2_PROPERTIES = """\
+def log4j2_properties(level: str = "INFO", target: str = "SYSTEM_OUT") -> str:
+    """Log4j 2 settings for a Kafka JVM: one console appender at ``level``. Every
+    client and server config dump is logged at INFO: kept out, so logs stay readable."""
+    return f"""\
 status = warn
 appender.console.type = Console
-appender.console.name = STDOUT
+appender.console.name = CONSOLE
+appender.console.target = {target}
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.stdout.ref = STDOUT
-# every client and server config dump is logged at INFO: keep the log readable
+rootLogger.level = {level}
+rootLogger.appenderRef.console.ref = CONSOLE
 logger.config.name = org.apache.kafka.common.config.AbstractConfig
 logger.config.level = WARN
 """
@@ -197,7 +200,7 @@ def start(home: Path, previous: dict, timeout_s: float) -> dict:
         bind=bind, advertise=advertise,
     ))
     log4j = base / "log4j2.properties"
-    log4j.write_text(LOG4J2_PROPERTIES)
+    log4j.write_text(log4j2_properties())
     classpath = f"{libs}/*"
     jvm = [java, f"-Xmx{HEAP}", "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
            f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]

@@ -40,18 +40,6 @@ KAFKA_TOOLS = {
 RABBITMQ_TOOLS = ("rabbitmqctl", "rabbitmq-diagnostics", "rabbitmq-queues", "rabbitmq-streams")
 TOOLS = (*KAFKA_TOOLS, *RABBITMQ_TOOLS)
 
-# tools log to the console at WARN only (the broker's INFO lines would drown the answer)
-LOG4J2 = """\
-status = error
-appender.console.type = Console
-appender.console.name = STDERR
-appender.console.target = SYSTEM_ERR
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = WARN
-rootLogger.appenderRef.stderr.ref = STDERR
-"""
-
 
 @dataclass
 class ToolRun:
@@ -110,10 +98,12 @@ def _kafka_command(name: str, args: list[str]) -> list[str]:
             f"{exc}\nOn Docker the same tool is in the container: docker compose exec kafka "
             f"/opt/kafka/bin/{name}.sh --bootstrap-server localhost:9092 {' '.join(args)}"
         ) from exc
+    # tools log at WARN, to stderr: the INFO lines would drown the answer on stdout
     log4j = home_dir() / "kafka" / "tools-log4j2.properties"
-    if not log4j.exists() or log4j.read_text() != LOG4J2:
+    wanted = embedded_kafka.log4j2_properties("WARN", "SYSTEM_ERR")
+    if not log4j.exists() or log4j.read_text() != wanted:
         log4j.parent.mkdir(parents=True, exist_ok=True)
-        log4j.write_text(LOG4J2)
+        log4j.write_text(wanted)
     if not any(a.startswith(("--bootstrap-server", "--bootstrap-controller")) for a in args):
         # first: tools with subcommands (kafka-features describe) take it before them
         args = ["--bootstrap-server", settings.kafka_bootstrap_servers, *args]
