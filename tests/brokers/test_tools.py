@@ -1,0 +1,71 @@
+"""The brokers' own command-line tools, pointed at the session's brokers with no
+address typed (python -m queue_exp tool …, and tool(…) in a notebook)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from queue_exp.brokers.tools import tool
+from queue_exp.config import read_state
+from queue_exp.course.run import Run
+from queue_exp.errors import LauncherError
+
+
+@pytest.fixture(scope="module")
+def run():
+    with Run("test-tools") as run:
+        yield run
+
+
+def test_kafka_topics_lists_and_describes_a_topic_of_the_run(run):
+    topic = run.topic("described", partitions=3)
+    listed = tool("kafka-topics", "--list")
+    assert listed.ok and topic in listed.stdout.split()
+    described = tool("kafka-topics", "--describe", "--topic", topic)
+    assert described.ok and described.stdout.count("Partition: ") == 3
+
+
+def test_a_tool_with_a_subcommand_gets_the_address_before_it():
+    features = tool("kafka-features", "describe")
+    assert features.ok, features.stderr
+    assert "metadata.version" in features.stdout
+
+
+def test_console_producer_and_consumer_round_trip(run):
+    topic = run.topic("console", partitions=1)
+    sent = tool("kafka-console-producer", "--topic", topic, input="first\nsecond\n")
+    assert sent.ok, sent.stderr
+    read = tool("kafka-console-consumer", "--topic", topic, "--from-beginning",
+                "--max-messages", "2", "--timeout-ms", "10000")
+    assert read.stdout.split() == ["first", "second"]
+
+
+def test_rabbitmqctl_sees_a_queue_of_the_run(run):
+    if not (read_state().get("rabbitmq") or {}).get("managed"):
+        pytest.skip("the session's RabbitMQ is not the launcher's")
+    queue = run.queue("listed")
+    listed = tool("rabbitmqctl", "list_queues", "name", "messages_ready", "--quiet")
+    assert listed.ok, listed.stderr
+    assert any(line.split()[0] == queue for line in listed.stdout.splitlines() if line.strip())
+
+
+def test_a_rabbitmq_the_launcher_did_not_start_gets_the_docker_command(monkeypatch):
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://guest:guest@rabbit.example:5672/%2F")
+    with pytest.raises(LauncherError, match="docker compose exec rabbitmq rabbitmqctl"):
+        tool("rabbitmqctl", "list_queues")
+
+
+def test_an_unknown_tool_names_the_known_ones():
+    with pytest.raises(LauncherError, match="kafka-topics"):
+        tool("kafka-topicz")
+
+
+def test_the_command_line_runs_a_tool_and_passes_its_exit_code():
+    ok = subprocess.run([sys.executable, "-m", "queue_exp", "tool", "kafka-topics", "--list"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "__consumer_offsets" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "queue_exp", "tool", "kafka-topics",
+                          "--describe", "--topic", "no-such-topic-here"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0
