@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     broker_timeout_ms: int = Field(4000, ge=100, alias="QUEUE_EXP_BROKER_TIMEOUT_MS")
     max_body_bytes: int = Field(1024 * 1024, ge=1, alias="QUEUE_EXP_MAX_BODY_BYTES")
     max_pending_publishes: int = Field(10_000, ge=1, alias="QUEUE_EXP_MAX_PENDING_PUBLISHES")
+    # how often /live looks at each broker (RabbitMQ's own statistics move every 0.5-5 s)
+    live_interval_ms: int = Field(1000, ge=200, le=60_000, alias="QUEUE_EXP_LIVE_INTERVAL_MS")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
@@ -141,6 +143,10 @@ class Settings(BaseSettings):
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` (field names), e.g. ``replace(namespace="alice")``."""
         return self.model_copy(update=changes)
+
+    @property
+    def live_interval_s(self) -> float:
+        return self.live_interval_ms / 1000
 
     @property
     def broker_timeout_s(self) -> float:
