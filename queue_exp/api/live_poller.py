@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections import deque
 from collections.abc import AsyncIterator
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -36,6 +37,7 @@ from queue_exp.errors import BrokerUnavailable
 log = logging.getLogger(__name__)
 
 Wanted = Callable[[str], bool]
+QUEUE_TOTALS = ("publish", "deliver_get", "ack", "redeliver")
 
 
 class CountingCalls:
@@ -119,6 +121,37 @@ class KafkaSource(Source):
             admin.close()
 
 
+class Rates:
+    """Messages per second from running totals, over the last ``window_s`` seconds
+    of looks: steady on the page, where a rate between two adjacent samples of
+    the broker's statistics would jump."""
+
+    def __init__(self, window_s: float = 3.0) -> None:
+        self.window_s = window_s
+        self._seen: dict[str, deque[tuple[float, dict[str, int]]]] = {}
+
+    def update(self, key: str, totals: dict[str, int], now: float) -> dict[str, float | None]:
+        history = self._seen.setdefault(key, deque())
+        history.append((now, totals))
+        while len(history) > 2 and now - history[1][0] >= self.window_s:
+            history.popleft()
+        then, before = history[0]
+        if now <= then:
+            return dict.fromkeys(totals)  # one look: no rate yet
+        # a queue deleted and made again starts from 0: no negative rates
+        return {name: round(max(total - before.get(name, 0), 0) / (now - then), 2)
+                for name, total in totals.items()}
+
+    def keep_only(self, keys: set[str]) -> None:
+        for key in set(self._seen) - keys:
+            del self._seen[key]
+
+
+def _totals(item: dict[str, Any], names: tuple[str, ...]) -> dict[str, int]:
+    stats = item.get("message_stats") or {}
+    return {name: stats.get(name) or 0 for name in names}
+
+
 class RabbitSource(Source):
     """RabbitMQ through its management HTTP API, one keep-alive client."""
 
@@ -128,6 +161,7 @@ class RabbitSource(Source):
         super().__init__(settings)
         self._management: Management | None = None
         self._spent = 0
+        self._rates = Rates()
 
     @property
     def requests(self) -> int:
@@ -150,12 +184,22 @@ class RabbitSource(Source):
             raise BrokerUnavailable("RabbitMQ", self.settings.rabbitmq_url_redacted,
                                     reason) from exc
         self.looks += 1
+        now = time.monotonic()
         names = {kind: sorted(item["name"] for item in state[kind])
                  for kind in ("queues", "exchanges")}
+        queues = [q for q in state["queues"] if wanted(q["name"])]
+        for queue in queues:
+            queue["rates"] = self._rates.update(
+                "q:" + queue["name"], _totals(queue, QUEUE_TOTALS), now)
+        for exchange in state["exchanges"]:
+            exchange["rates"] = self._rates.update(
+                "x:" + exchange["name"], _totals(exchange, ("publish_in",)), now)
+        self._rates.keep_only({"q:" + q["name"] for q in queues}
+                              | {"x:" + x["name"] for x in state["exchanges"]})
         # every name for the namespace selector; details only for what someone watches
         return {
             "names": names,
-            "queues": [q for q in state["queues"] if wanted(q["name"])],
+            "queues": queues,
             "exchanges": state["exchanges"],
             "bindings": [b for b in state["bindings"]
                          if wanted(b["destination"]) or wanted(b["source"])],

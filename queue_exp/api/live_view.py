@@ -188,13 +188,8 @@ def kafka_view(state: dict[str, Any], namespace: str, topic: str | None = None
 # ----------------------------------------------------------------- RabbitMQ
 
 
-def _rate(stats: dict | None, key: str) -> float | None:
-    detail = (stats or {}).get(key) or {}
-    return detail.get("rate")
-
-
 def _queue(q: dict[str, Any], namespace: str) -> dict[str, Any]:
-    stats = q.get("message_stats")
+    rates = q.get("rates") or {}
     queue_type = q.get("type") or "classic"
     return {
         "name": q["name"],
@@ -207,11 +202,11 @@ def _queue(q: dict[str, Any], namespace: str) -> dict[str, Any]:
         "ready": q.get("messages_ready"),
         "unacked": q.get("messages_unacknowledged"),
         "consumers": q.get("consumers"),
-        "rates": {
-            "publish": _rate(stats, "publish_details"),
-            "deliver": _rate(stats, "deliver_get_details"),
-            "ack": _rate(stats, "ack_details"),
-            "redeliver": _rate(stats, "redeliver_details"),
+        "rates": {  # messages per second, None until the poller has two looks
+            "publish": rates.get("publish"),
+            "deliver": rates.get("deliver_get"),
+            "ack": rates.get("ack"),
+            "redeliver": rates.get("redeliver"),
         },
         # quorum queues and streams are replicated: one member leads
         "leader": q.get("leader") if queue_type in ("quorum", "stream") else None,
@@ -272,7 +267,7 @@ def rabbitmq_view(state: dict[str, Any], namespace: str, queue: str | None = Non
         "name": name,
         "label": "(default)" if name == "" else label(name, namespace),
         "type": (every.get(name) or {}).get("type", "direct"),
-        "rate_in": _rate((every.get(name) or {}).get("message_stats"), "publish_in_details"),
+        "rate_in": ((every.get(name) or {}).get("rates") or {}).get("publish_in"),
     } for name in sorted(used, key=lambda n: (n != "", n))]
     view["bindings"] = [{
         "source": b["source"],

@@ -33,14 +33,17 @@ COUNTERS = {
 
 # What the live view reads of each queue and exchange: the management API returns
 # only these columns (dots reach into nested objects), which keeps each poll small.
+# Message counts are cumulative totals: the caller turns them into rates over a few
+# seconds (the broker's own ``*_details.rate`` compares its last two samples, which
+# alternate between 0 and twice the true rate when statistics come every 0.5 s).
 QUEUE_COLUMNS = (
     "name", "type", "durable", "auto_delete", "exclusive", "state", "node", "leader",
     "members", "messages_ready", "messages_unacknowledged", "consumers",
-    "message_stats.publish_details.rate", "message_stats.deliver_get_details.rate",
-    "message_stats.ack_details.rate", "message_stats.redeliver_details.rate",
+    "message_stats.publish", "message_stats.deliver_get", "message_stats.ack",
+    "message_stats.redeliver",
 )
 EXCHANGE_COLUMNS = ("name", "type", "durable", "auto_delete", "internal",
-                    "message_stats.publish_in_details.rate")
+                    "message_stats.publish_in")
 
 
 class ManagementUnavailable(RuntimeError):
@@ -112,8 +115,8 @@ class Management:
 
     def vhost_state(self) -> dict[str, Any]:
         """Every queue, exchange and binding of the vhost, in three requests: what the
-        live view draws. Rates are messages per second over the broker's last few
-        statistics intervals (absent until something moved)."""
+        live view draws. ``message_stats`` holds running totals (absent until
+        something moved)."""
         vhost = quote(self.vhost, safe="")
         return {
             "queues": self._get(f"/queues/{vhost}", columns=",".join(QUEUE_COLUMNS)) or [],

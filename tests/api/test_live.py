@@ -12,6 +12,7 @@ import pytest
 from queue_exp.api import create_app
 from queue_exp.api import live_view
 from queue_exp.api.live_poller import Prefixes
+from queue_exp.api.live_poller import Rates
 from queue_exp.course import kafka as kl
 from queue_exp.course.rabbitmq.channels import publish
 from queue_exp.course.run import Run
@@ -64,7 +65,7 @@ def rabbit_look(**overrides):
             {"name": f"{NS}.jobs", "type": "quorum", "durable": True, "messages_ready": 4,
              "messages_unacknowledged": 3, "consumers": 2, "leader": "rabbit@a",
              "members": ["rabbit@a", "rabbit@b"],
-             "message_stats": {"publish_details": {"rate": 2.5}, "ack_details": {"rate": 1.0}}},
+             "rates": {"publish": 2.5, "deliver_get": None, "ack": 1.0, "redeliver": 0.0}},
             {"name": "alice.jobs", "type": "classic", "messages_ready": 1},
         ],
         "exchanges": [{"name": "", "type": "direct"}, {"name": "amq.topic", "type": "topic"},
@@ -120,7 +121,7 @@ def test_queues_show_counts_rates_type_and_leader_and_bindings_form_a_graph():
     assert (jobs["label"], jobs["type"], jobs["ready"], jobs["unacked"], jobs["consumers"]) == (
         "jobs", "quorum", 4, 3, 2)
     assert jobs["leader"] == "rabbit@a" and jobs["rates"]["publish"] == 2.5
-    assert jobs["rates"]["deliver"] is None  # nothing delivered yet: no rate, not 0
+    assert jobs["rates"]["deliver"] is None  # one look so far: no rate, not 0
     assert [(x["name"], x["label"]) for x in view["exchanges"]] == [
         ("", "(default)"), (f"{NS}.events", "events")]  # amq.topic feeds nothing here
     assert [(b["source"], b["key"], b["implicit"]) for b in view["bindings"]] == [
@@ -167,6 +168,16 @@ def test_repeated_client_ids_are_told_apart():
     [group] = live_view.build(world(kafka=look), NS, topic="work")["kafka"]["topics"][0]["groups"]
     assert [m["label"] for m in group["members"]] == ["queue_exp-consumer #1111",
                                                      "queue_exp-consumer #2222"]
+
+
+def test_rates_are_steady_over_a_window_of_looks():
+    rates = Rates(window_s=3.0)
+    assert rates.update("q", {"ack": 0}, now=0.0) == {"ack": None}  # one look: no rate yet
+    # the broker's totals move in steps (statistics every 0.5 s), the rate does not jump
+    seen = [rates.update("q", {"ack": total}, now=t)["ack"]
+            for t, total in [(1.0, 10), (2.0, 20), (3.0, 30), (4.0, 40), (5.0, 50)]]
+    assert seen == [10.0, 10.0, 10.0, 10.0, 10.0]
+    assert rates.update("q", {"ack": 0}, now=6.0) == {"ack": 0.0}  # deleted and made again
 
 
 def test_prefixes_match_whole_namespaces_only():

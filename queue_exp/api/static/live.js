@@ -248,7 +248,8 @@
       owners.append(h("span", { class: "owner", "data-group": group.name, "data-lag": at.lag ?? "",
         "data-owner": at.owner || "" },
         topic.groups.length > 1 ? h("span", { class: "gname", text: group.label + " " }) : null,
-        chip(at.owner, changed), " ",
+        // a group without members (it read and left) owns nothing: no chip, just its lag
+        group.members.length ? chip(at.owner, changed) : null, " ",
         h("span", { class: "lagnum" + behind, text: lagText })));
     }
     prune(log, [log.querySelector(".deleted"), log.querySelector(".stored"), ...marks]);
