@@ -11,7 +11,8 @@ and answers 503 (naming the address and ``make brokers``) until it is back.
 * :mod:`~queue_exp.api.publisher` - RabbitMQ publishes with pipelined confirms
 * :mod:`~queue_exp.api.health` - ``/health``
 * :mod:`~queue_exp.api.live` - ``/live``, the page for the projector (its poller in
-  :mod:`~queue_exp.api.live_poller`, what each page shows in :mod:`~queue_exp.api.live_view`)
+  :mod:`~queue_exp.api.live_poller`, which reads the brokers through
+  :mod:`~queue_exp.api.live_sources`; what each page shows in :mod:`~queue_exp.api.live_view`)
 * :mod:`~queue_exp.api.guards` - bad bodies (413/415/422) and broker errors (503)
 """
 

@@ -32,7 +32,7 @@ from fastapi.responses import StreamingResponse
 from queue_exp.api import live_view
 from queue_exp.api.live_poller import LivePoller
 from queue_exp.api.live_poller import Prefixes
-from queue_exp.api.live_poller import look_safely
+from queue_exp.api.live_sources import look_safely
 
 router = APIRouter(tags=["live"])
 

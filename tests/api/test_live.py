@@ -12,7 +12,7 @@ import pytest
 from queue_exp.api import create_app
 from queue_exp.api import live_view
 from queue_exp.api.live_poller import Prefixes
-from queue_exp.api.live_poller import Rates
+from queue_exp.api.live_sources import Rates
 from queue_exp.course import kafka as kl
 from queue_exp.course.rabbitmq.channels import publish
 from queue_exp.course.run import Run

@@ -19,6 +19,8 @@ import pytest
 
 from queue_exp.api import create_app
 from queue_exp.api.live import end_streams
+from queue_exp.api.live_poller import LivePoller
+from queue_exp.api.live_sources import Source
 from queue_exp.brokers import procs
 from queue_exp.brokers import rabbitmq as embedded_rabbitmq
 from queue_exp.clients import kafka
@@ -67,6 +69,36 @@ def api():
 
 def poller_of(app):
     return app.state.live
+
+
+@pytest.fixture(scope="module")
+def private_rabbitmq(tmp_path_factory):
+    """A RabbitMQ of this module's own (the session's brokers are never stopped),
+    started in the background by the first test that asks for it: the outage test,
+    last, finds it up instead of waiting the seven seconds it takes. Not before the
+    timing tests: its start takes a CPU core for those seconds."""
+    if not (embedded_rabbitmq.BIN / "rabbitmq-server").exists():
+        yield {"skip": "no rabbitmq-server to start a private RabbitMQ with "
+                       "(scripts/system-deps.sh installs it)"}
+        return
+    if procs.port_open("localhost", 5672):
+        yield {"skip": "a RabbitMQ runs on the default port; a private one would reuse it"}
+        return
+    home = tmp_path_factory.mktemp("rabbitmq-home")
+    started: dict = {}
+
+    def start():
+        try:
+            started["entry"] = embedded_rabbitmq.start(home, {}, timeout_s=60)
+        except Exception as exc:  # noqa: BLE001 - reported by the test that needs it
+            started["error"] = exc
+
+    thread = threading.Thread(target=start, name="private-rabbitmq", daemon=True)
+    thread.start()
+    yield {"home": home, "thread": thread, "started": started}
+    thread.join(60)
+    if "entry" in started:
+        embedded_rabbitmq.stop(started["entry"])
 
 
 @pytest.fixture
@@ -160,7 +192,9 @@ def test_unknown_topic_in_the_url_says_so(page, api):
     expect(page.locator("#focus")).to_contain_text("show everything")
 
 
-def test_ten_pages_cost_the_brokers_what_one_page_does(browser, api):
+def test_ten_pages_cost_the_brokers_what_one_page_does(browser, api, private_rabbitmq):
+    # (private_rabbitmq starts booting now, for the outage test at the end: this
+    # test compares request counts, not timings)
     poller = poller_of(api._server.config.app)
     # one context per page, as ten browsers would be: a browser opens at most six
     # connections to one server, and each open page holds one
@@ -206,32 +240,60 @@ def test_the_page_works_inside_the_notebook_iframe(page, api):
     expect(inside.locator("#rabbitmq")).to_be_hidden()
 
 
+# ------------------------------------------- a cluster, as fake looks describe it
+
+
+class ClusterLook(Source):
+    """A look at a three-node cluster (the suite's brokers are single nodes): one
+    Kafka follower has fallen out of sync; a quorum queue's leader is node 2."""
+
+    requests = 0
+
+    def where(self):
+        return {"address": "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"}
+
+    def look(self, wanted):
+        ns = self.settings.namespace
+        if self.broker == "kafka":
+            return {"brokers": [{"id": i} for i in (1, 2, 3)],
+                    "names": {"topics": [f"{ns}.orders"], "groups": []},
+                    "topics": {f"{ns}.orders": [{"partition": 0, "leader": 2, "start": 0,
+                                                 "end": 5, "replicas": [1, 2, 3],
+                                                 "isr": [2, 3]}]},
+                    "groups": {}}
+        queue = {"name": f"{ns}.orders", "type": "quorum", "messages_ready": 2,
+                 "leader": "rabbit@node2", "members": ["rabbit@node1", "rabbit@node2",
+                                                       "rabbit@node3"]}
+        return {"names": {"queues": [queue["name"]], "exchanges": [""]}, "queues": [queue],
+                "exchanges": [{"name": "", "type": "direct"}], "bindings": []}
+
+    def close(self):
+        pass
+
+
+class KafkaClusterLook(ClusterLook):
+    broker = "kafka"
+
+
+class RabbitClusterLook(ClusterLook):
+    broker = "rabbitmq"
+
+
+def test_leaders_and_in_sync_replicas_show_when_there_are_several_brokers(page, api):
+    app = create_app(api.settings)
+    with serving(app) as base_url:
+        app.state.live = LivePoller(api.settings, sources=lambda s: [KafkaClusterLook(s),
+                                                                   RabbitClusterLook(s)])
+        page.goto(f"{base_url}/live")
+        expect(page.locator("#kafka h2")).to_contain_text("3 brokers")
+        expect(page.locator(".partition .replicas")).to_have_text(
+            "leader: broker 2 · in sync: 2, 3 · NOT in sync: 1")
+        expect(page.locator(".queue .where")).to_have_text("leader: rabbit@node2 · 3 members")
+        expect(page.locator(".queue .badge")).to_have_text("quorum")
+        page.goto("about:blank")  # before its server stops, or the page logs that
+
+
 # ------------------------------------------------------- RabbitMQ goes down
-
-
-@pytest.fixture(scope="module", autouse=True)
-def private_rabbitmq(tmp_path_factory):
-    """A RabbitMQ of this module's own (the session's brokers are never stopped),
-    started in the background as the module begins: the outage test, last, finds
-    it up instead of waiting the seven seconds it takes."""
-    if procs.port_open("localhost", 5672):
-        yield None  # a private node would find a RabbitMQ on the default port and reuse it
-        return
-    home = tmp_path_factory.mktemp("rabbitmq-home")
-    started: dict = {}
-
-    def start():
-        try:
-            started["entry"] = embedded_rabbitmq.start(home, {}, timeout_s=60)
-        except Exception as exc:  # noqa: BLE001 - reported by the test that needs it
-            started["error"] = exc
-
-    thread = threading.Thread(target=start, name="private-rabbitmq", daemon=True)
-    thread.start()
-    yield {"home": home, "thread": thread, "started": started}
-    thread.join(60)
-    if "entry" in started:
-        embedded_rabbitmq.stop(started["entry"])
 
 
 @contextmanager
@@ -254,8 +316,8 @@ def serving(app):
 
 
 def test_rabbitmq_outage_is_shown_and_the_page_recovers(page, api, private_rabbitmq):
-    if private_rabbitmq is None:
-        pytest.skip("a RabbitMQ runs on the default port; a private one would reuse it")
+    if "skip" in private_rabbitmq:
+        pytest.skip(private_rabbitmq["skip"])
     private_rabbitmq["thread"].join(60)
     started = private_rabbitmq["started"]
     if "error" in started:

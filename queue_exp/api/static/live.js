@@ -349,7 +349,7 @@
     name.textContent = q.label;
     name.title = q.name;
     const badge = node.querySelector(".badge");
-    badge.textContent = q.type + (q.durable ? "" : " · transient");
+    badge.textContent = q.type + (q.durable === false ? " · transient" : "");
     badge.className = "badge " + q.type;
     const unackedClass = q.unacked ? "unacked some" : "unacked";
     node.querySelector(".counts").replaceChildren(
