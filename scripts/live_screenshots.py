@@ -14,10 +14,12 @@ import threading
 import time
 from pathlib import Path
 
+from queue_exp.clients import rabbitmq
 from queue_exp.clients.consumers import RabbitConsumerThread
 from queue_exp.course import kafka as kl
 from queue_exp.course.rabbitmq.channels import publish
 from queue_exp.course.run import Run
+from queue_exp.messages import Message
 from queue_exp.server import start_api
 from queue_exp.server import stop_api
 from tests.api.browser import chromium
@@ -85,11 +87,12 @@ def rabbitmq_forgotten_ack(browser, out: Path) -> None:
                                         settings=run.settings)]
         stop = threading.Event()
 
-        def publisher():
-            n = 0
-            while not stop.wait(0.1):
-                n += 1
-                publish(jobs, [f"job {n}"], settings=run.settings)
+        def publisher():  # one producer on one channel, ten tasks a second
+            with rabbitmq.open_channel(run.settings) as channel:
+                n = 0
+                while not stop.wait(0.1):
+                    n += 1
+                    rabbitmq.publish(channel, Message.now(f"job {n}"), jobs, "")
 
         feeding = threading.Thread(target=publisher, daemon=True)
         try:

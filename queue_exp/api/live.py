@@ -66,6 +66,7 @@ class ViewQuery:
         show: str | None = Query(None, max_length=20, description="`kafka` or `rabbitmq` only"),
     ) -> None:
         own = request.app.state.settings.namespace
+        self.app = request.app
         self.namespace = own if namespace is None else namespace.strip()
         self.own = own
         self.topic = topic or None
@@ -75,7 +76,21 @@ class ViewQuery:
 
     def build(self, world: dict[str, Any]) -> dict[str, Any]:
         return live_view.build(world, self.namespace, topic=self.topic, queue=self.queue,
-                               show=self.show, own_namespace=self.own)
+                               show=self.show, own_namespace=self.own,
+                               recent=_recent(self.app))
+
+
+# the API's own consumers: what they received last (no broker is asked for it)
+RECENT = 5
+
+
+def _recent(app: Any) -> dict[str, list[dict[str, Any]]]:
+    found = {}
+    for broker in ("kafka", "rabbitmq"):
+        service = getattr(app.state, broker, None)
+        if service is not None and service.store.received:
+            found[broker] = service.store.newest(RECENT)
+    return found
 
 
 @router.get("/live", response_class=HTMLResponse, include_in_schema=False)

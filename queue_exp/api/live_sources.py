@@ -144,6 +144,32 @@ def _totals(item: dict[str, Any], names: tuple[str, ...]) -> dict[str, int]:
     return {name: stats.get(name) or 0 for name in names}
 
 
+def _consumers_by_queue(consumers: list[dict], channels: list[dict], wanted: Wanted
+                        ) -> dict[str, list[dict[str, Any]]]:
+    """Queue name -> its consumers: tag, prefetch limit, manual acks or not, and the
+    unacked messages it holds (its channel's count, when it is alone on its channel)."""
+    on_channel: dict[str, int] = {}
+    for consumer in consumers:
+        channel = (consumer.get("channel_details") or {}).get("name")
+        on_channel[channel] = on_channel.get(channel, 0) + 1
+    unacked = {c["name"]: c.get("messages_unacknowledged") for c in channels}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for consumer in consumers:
+        queue = (consumer.get("queue") or {}).get("name")
+        if not queue or not wanted(queue):
+            continue
+        channel = (consumer.get("channel_details") or {}).get("name")
+        found.setdefault(queue, []).append({
+            "tag": consumer.get("consumer_tag"),
+            "prefetch": consumer.get("prefetch_count"),
+            "manual_ack": consumer.get("ack_required"),
+            "unacked": unacked.get(channel) if on_channel.get(channel) == 1 else None,
+        })
+    for listed in found.values():
+        listed.sort(key=lambda c: c["tag"] or "")
+    return found
+
+
 class RabbitSource(Source):
     """RabbitMQ through its management HTTP API, one keep-alive client."""
 
@@ -180,9 +206,11 @@ class RabbitSource(Source):
         names = {kind: sorted(item["name"] for item in state[kind])
                  for kind in ("queues", "exchanges")}
         queues = [q for q in state["queues"] if wanted(q["name"])]
+        consumers = _consumers_by_queue(state["consumers"], state["channels"], wanted)
         for queue in queues:
             queue["rates"] = self._rates.update(
                 "q:" + queue["name"], _totals(queue, QUEUE_TOTALS), now)
+            queue["consumer_list"] = consumers.get(queue["name"], [])
         for exchange in state["exchanges"]:
             exchange["rates"] = self._rates.update(
                 "x:" + exchange["name"], _totals(exchange, ("publish_in",)), now)

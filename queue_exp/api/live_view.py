@@ -21,6 +21,7 @@ RUN_SEGMENT = re.compile(r"run-[0-9a-f]{6}")
 # More than this and the page would scroll for ever: the rest is counted, not drawn.
 MAX_TOPICS = 12
 MAX_QUEUES = 16
+MAX_CONSUMERS_SHOWN = 6
 MAX_NAMESPACES = 200
 BUILTIN_EXCHANGE = re.compile(r"amq\..*")
 
@@ -202,6 +203,8 @@ def _queue(q: dict[str, Any], namespace: str) -> dict[str, Any]:
         "ready": q.get("messages_ready"),
         "unacked": q.get("messages_unacknowledged"),
         "consumers": q.get("consumers"),
+        # who holds what: a forgotten ack shows as one consumer's unacked growing
+        "consumer_list": (q.get("consumer_list") or [])[:MAX_CONSUMERS_SHOWN],
         "rates": {  # messages per second, None until the poller has two looks
             "publish": rates.get("publish"),
             "deliver": rates.get("deliver_get"),
@@ -267,7 +270,9 @@ def rabbitmq_view(state: dict[str, Any], namespace: str, queue: str | None = Non
         "name": name,
         "label": "(default)" if name == "" else label(name, namespace),
         "type": (every.get(name) or {}).get("type", "direct"),
-        "rate_in": ((every.get(name) or {}).get("rates") or {}).get("publish_in"),
+        # the built-in exchanges are shared by every namespace: their rate is everyone's
+        "rate_in": None if name == "" or BUILTIN_EXCHANGE.fullmatch(name)
+        else ((every.get(name) or {}).get("rates") or {}).get("publish_in"),
     } for name in sorted(used, key=lambda n: (n != "", n))]
     view["bindings"] = [{
         "source": b["source"],
@@ -296,11 +301,18 @@ def _known(what: str, names: list[str]) -> str:
 # --------------------------------------------------------------- the page
 
 
+def _received(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The API consumer's newest messages, as the page lists them."""
+    keys = ("message", "key", "partition", "offset", "redelivered", "received_at")
+    return [{k: m.get(k) for k in keys if m.get(k) is not None} for m in messages]
+
+
 def build(world: dict[str, Any], namespace: str, *, topic: str | None = None,
-          queue: str | None = None, show: str | None = None, own_namespace: str = ""
-          ) -> dict[str, Any]:
+          queue: str | None = None, show: str | None = None, own_namespace: str = "",
+          recent: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Everything the page draws for one viewer. ``show``: ``kafka`` or ``rabbitmq``
-    for a page with one broker only (a notebook cell's narrow IFrame)."""
+    for a page with one broker only (a notebook cell's narrow IFrame); ``recent``:
+    the newest messages the API's own consumers received, per broker."""
     problem = namespace_problem(namespace)
     view: dict[str, Any] = {
         "namespace": namespace,
@@ -315,4 +327,6 @@ def build(world: dict[str, Any], namespace: str, *, topic: str | None = None,
         return view
     view["kafka"] = kafka_view(world.get("kafka") or {}, namespace, topic)
     view["rabbitmq"] = rabbitmq_view(world.get("rabbitmq") or {}, namespace, queue)
+    for broker, messages in (recent or {}).items():
+        view[broker]["received"] = _received(messages)
     return view

@@ -44,6 +44,9 @@ QUEUE_COLUMNS = (
 )
 EXCHANGE_COLUMNS = ("name", "type", "durable", "auto_delete", "internal",
                     "message_stats.publish_in")
+CONSUMER_COLUMNS = ("queue.name", "consumer_tag", "prefetch_count", "ack_required",
+                    "channel_details.name")
+CHANNEL_COLUMNS = ("name", "messages_unacknowledged")
 
 
 class ManagementUnavailable(RuntimeError):
@@ -114,15 +117,20 @@ class Management:
         return self._get(f"/{kind}/{quote(self.vhost, safe='')}", columns="name") or []
 
     def vhost_state(self) -> dict[str, Any]:
-        """Every queue, exchange and binding of the vhost, in three requests: what the
-        live view draws. ``message_stats`` holds running totals (absent until
-        something moved)."""
+        """Every queue, exchange, binding, consumer and channel of the vhost, in five
+        requests: what the live view draws. ``message_stats`` holds running totals
+        (absent until something moved); a channel's ``messages_unacknowledged`` is
+        what its consumers hold."""
         vhost = quote(self.vhost, safe="")
         return {
             "queues": self._get(f"/queues/{vhost}", columns=",".join(QUEUE_COLUMNS)) or [],
             "exchanges": self._get(f"/exchanges/{vhost}",
                                    columns=",".join(EXCHANGE_COLUMNS)) or [],
             "bindings": self._get(f"/bindings/{vhost}") or [],
+            "consumers": self._get(f"/consumers/{vhost}",
+                                   columns=",".join(CONSUMER_COLUMNS)) or [],
+            "channels": self._get(f"/vhosts/{vhost}/channels",
+                                  columns=",".join(CHANNEL_COLUMNS)) or [],
         }
 
     def overview(self) -> dict[str, Any]:

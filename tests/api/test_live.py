@@ -12,7 +12,10 @@ import pytest
 from queue_exp.api import create_app
 from queue_exp.api import live_view
 from queue_exp.api.live_poller import Prefixes
+from queue_exp.api.live_sources import KafkaSource
+from queue_exp.api.live_sources import RabbitSource
 from queue_exp.api.live_sources import Rates
+from queue_exp.api.live_sources import look_safely
 from queue_exp.course import kafka as kl
 from queue_exp.course.rabbitmq.channels import publish
 from queue_exp.course.run import Run
@@ -122,6 +125,7 @@ def test_queues_show_counts_rates_type_and_leader_and_bindings_form_a_graph():
         "jobs", "quorum", 4, 3, 2)
     assert jobs["leader"] == "rabbit@a" and jobs["rates"]["publish"] == 2.5
     assert jobs["rates"]["deliver"] is None  # one look so far: no rate, not 0
+    assert [x["rate_in"] for x in view["exchanges"]] == [None, None]  # shared or unknown
     assert [(x["name"], x["label"]) for x in view["exchanges"]] == [
         ("", "(default)"), (f"{NS}.events", "events")]  # amq.topic feeds nothing here
     assert [(b["source"], b["key"], b["implicit"]) for b in view["bindings"]] == [
@@ -245,6 +249,64 @@ def test_snapshot_shows_who_owns_which_partition(settings):
                 found = wait_until(owners, 15, 0.3, what="two owners of the partitions")
         assert set(found) == {0, 1, 2}
         assert set(found.values()) == {"consumer-1", "consumer-2"}
+
+
+def test_a_broker_that_does_not_answer_is_a_look_that_says_where(settings, dead_address):
+    host, port = dead_address
+    dead = settings.replace(kafka_bootstrap_servers=f"{host}:{port}",
+                            rabbitmq_url=f"amqp://guest:guest@{host}:{port}/%2F",
+                            rabbitmq_management_url=f"http://{host}:{port}",
+                            broker_timeout_ms=1000)
+    wanted = Prefixes(frozenset([""]))
+    for source in (KafkaSource(dead), RabbitSource(dead)):
+        try:
+            look = look_safely(source, wanted)
+        finally:
+            source.close()
+        assert look["status"] == "down", look
+        assert f"{host}:{port}" in look["address"] and "make brokers" in look["how_to_start"]
+        assert "password" not in look["address"] and "guest:guest" not in look["address"]
+
+
+def test_each_consumer_shows_the_unacked_messages_it_holds(settings):
+    from queue_exp.clients.consumers import RabbitConsumerThread
+
+    with Run("live", settings) as run:
+        queue = run.queue("jobs")
+        forgetful = RabbitConsumerThread(queue, lambda *_: None, name="forgetful",
+                                         settings=run.settings)  # never acks
+        forgetful.start()
+        try:
+            forgetful.wait_ready()
+            publish(queue, ["a", "b", "c"], settings=run.settings)
+            with create_client(run.settings) as client:
+                def held():
+                    [jobs] = client.get("/live/snapshot").json()["rabbitmq"]["queues"]
+                    return jobs if jobs["consumer_list"] and \
+                        jobs["consumer_list"][0]["unacked"] == 3 else None
+
+                jobs = wait_until(held, 15, 0.3, what="3 unacked at the forgetful consumer")
+        finally:
+            forgetful.stop()
+    assert jobs["consumer_list"] == [
+        {"tag": "forgetful", "prefetch": 0, "manual_ack": True, "unacked": 3}]
+
+
+def test_the_api_consumers_newest_messages_are_shown(client):
+    from tests.conftest import SEED_BODY
+
+    assert "received" not in client.get("/live/snapshot").json()["kafka"]  # nothing yet
+    client.post("/kafka/consume")
+    for i in range(7):
+        client.post("/kafka/send", json={**SEED_BODY, "message": f"m{i}"})
+
+    wait_until(lambda: len(client.get("/kafka/messages").json()["messages"]) == 7, 15, 0.2,
+               what="the consumer to receive all seven")
+    received = client.get("/live/snapshot").json()["kafka"]["received"]
+    newest_first = client.get("/kafka/messages").json()["messages"][::-1][:5]
+    assert [m["message"] for m in received] == [m["message"] for m in newest_first]
+    assert [(m["partition"], m["offset"]) for m in received] == [
+        (m["partition"], m["offset"]) for m in newest_first]
 
 
 def create_client(settings):

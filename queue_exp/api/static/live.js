@@ -181,6 +181,7 @@
     prune(list, cards);
     const more = slot(content, "more note", "p");
     more.textContent = view.hidden ? `${view.hidden} more topics not shown: pick a namespace above.` : "";
+    drawReceived(content, view.received, (m) => `P${m.partition}@${m.offset}`);
   }
 
   function drawTopic(list, topic, replicated) {
@@ -284,6 +285,17 @@
     }
   }
 
+  // What the API's own background consumer received last, newest first.
+  function drawReceived(content, messages, where) {
+    const box = slot(content, "received");
+    box.hidden = !messages || !messages.length;
+    if (box.hidden) return;
+    box.replaceChildren(h("span", { class: "rtitle", text: "the API's consumer got, newest first:" }),
+      ...messages.map((m) => h("span", { class: "rmsg" },
+        h("q", { text: String(m.message ?? "?").slice(0, 40) }),
+        where(m) ? h("small", { text: " " + where(m) }) : null)));
+  }
+
   // ------------------------------------------------------------- RabbitMQ
 
   function drawRabbit(view) {
@@ -332,6 +344,7 @@
     prune(queues, view.queues.map((q) => drawQueue(queues, q, widest)));
     const more = slot(content, "more note", "p");
     more.textContent = view.hidden ? `${view.hidden} more queues not shown: pick a namespace above.` : "";
+    drawReceived(content, view.received, (m) => (m.redelivered ? "redelivered" : ""));
     drawEdges(graph, svg, view.bindings);
   }
 
@@ -340,7 +353,7 @@
       h("div", { class: "qhead" }, h("span", { class: "qname" }), h("span", { class: "badge" })),
       h("div", { class: "counts" }),
       h("div", { class: "depth" }, h("span", { class: "ready" }), h("span", { class: "unacked" })),
-      h("div", { class: "rates" }), h("div", { class: "where" })));
+      h("div", { class: "clist" }), h("div", { class: "rates" }), h("div", { class: "where" })));
     node.dataset.queue = q.name;
     node.dataset.ready = q.ready ?? "";
     node.dataset.unacked = q.unacked ?? "";
@@ -363,6 +376,7 @@
     const un = depth.querySelector(".unacked");
     un.style.left = percent(ready, widest) + "%";
     un.style.width = percent(unacked, widest) + "%";
+    drawConsumers(node.querySelector(".clist"), q);
     const r = q.rates || {};
     node.querySelector(".rates").replaceChildren(
       "in ", h("b", { text: rate(r.publish) }), "/s · out ", h("b", { text: rate(r.deliver) }),
@@ -371,6 +385,20 @@
     const whereText = q.leader ? `leader: ${q.leader}` + (q.members.length > 1 ? ` · ${q.members.length} members` : "") : "";
     node.querySelector(".where").textContent = whereText;
     return node;
+  }
+
+  // Who holds what: each consumer's unacked messages and its prefetch limit.
+  function drawConsumers(list, q) {
+    const consumers = q.consumer_list || [];
+    list.replaceChildren(...consumers.map((c) => h("div", {
+      class: "consumer", "data-consumer": c.tag, "data-unacked": c.unacked ?? "" },
+      h("span", { class: "ctag", text: c.tag }), " · ",
+      c.manual_ack === false
+        ? "auto-ack"
+        : h("span", { class: c.unacked ? "cun some" : "cun" }, "unacked ", h("b", { text: number(c.unacked) })),
+      " · " + (c.prefetch ? `prefetch ${c.prefetch}` : "no prefetch limit"))));
+    const more = (q.consumers || 0) - consumers.length;
+    if (more > 0) list.append(h("div", { class: "note", text: `and ${more} more` }));
   }
 
   // Bindings as arrows from an exchange's right edge to a queue's (or exchange's) left
