@@ -18,10 +18,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import psutil
 from kafka.net.connection import KafkaConnection
 
 from queue_exp.course import notebook
+from queue_exp.course.perf.cpu import Stopwatch
 from queue_exp.course.run import fresh_namespace
 from queue_exp.server import start_api
 from tests.api.browser import chromium
@@ -72,20 +72,22 @@ def latency(page, api, broker: str, samples: int) -> list[float]:
 
 
 def cost(api, seconds: float) -> dict[str, float]:
-    """Requests/s to each broker and the API process's CPU (percent of one core)."""
+    """Requests/s to each broker; CPU (percent of one core) of the API process and
+    of each local broker (which includes whatever else uses that broker meanwhile)."""
     poller = api._server.config.app.state.live
     admin_id = api.settings.name("queue_exp-admin")
-    process = psutil.Process()
-    before, wire, cpu = poller.requests(), kafka_requests[admin_id], process.cpu_times()
-    time.sleep(seconds)
-    after, cpu_after = poller.requests(), process.cpu_times()
-    used = (cpu_after.user - cpu.user) + (cpu_after.system - cpu.system)
+    before, wire = poller.requests(), kafka_requests[admin_id]
+    with Stopwatch(api.settings) as watch:
+        time.sleep(seconds)
+    after = poller.requests()
     return {
         "kafka_admin_calls_per_s": round((after["kafka"] - before["kafka"]) / seconds, 2),
         "kafka_wire_requests_per_s": round((kafka_requests[admin_id] - wire) / seconds, 2),
         "rabbitmq_management_requests_per_s":
             round((after["rabbitmq"] - before["rabbitmq"]) / seconds, 2),
-        "api_process_cpu_percent": round(100 * used / seconds, 1),
+        "api_process_cpu_percent": round(100 * watch.client_cpu_s / watch.wall_s, 1),
+        **{f"{name}_broker_cpu_percent": round(100 * used / watch.wall_s, 1)
+           for name, used in watch.broker_cpu_s.items() if used is not None},
         "viewers": poller.viewers,
     }
 

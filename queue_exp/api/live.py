@@ -1,4 +1,4 @@
-"""``/live``: both brokers on one page, for the projector, updated about once a second.
+"""``/live``: both brokers on one page, for the projector, updated twice a second.
 
 * ``GET /live`` - the page (``?namespace=``, ``?topic=``, ``?queue=``, ``?show=kafka|rabbitmq``)
 * ``GET /live/stream`` - server-sent events: the page's data, one event per look at a broker
@@ -136,7 +136,7 @@ def _look_once(poller: LivePoller, namespace: str) -> dict[str, Any]:
 async def live_stream(request: Request, query: Annotated[ViewQuery, Depends()]
                       ) -> StreamingResponse:
     """Server-sent events: a ``data:`` line with the page's JSON after every look at
-    a broker (about twice a second: once per broker per interval)."""
+    a broker (once per broker per interval: four times a second by default)."""
     return StreamingResponse(
         _events(request, _poller(request), query),
         media_type="text/event-stream",

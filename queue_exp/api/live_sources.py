@@ -196,6 +196,11 @@ class RabbitSource(Source):
                                           timeout_s=min(self.settings.broker_timeout_s, 3.0))
         try:
             state = self._management.vhost_state()
+            queues = [q for q in state["queues"] if wanted(q["name"])]
+            # who holds which unacked messages: asked only while someone consumes
+            held = (self._management.consumer_state() if any(q.get("consumers")
+                                                             for q in queues)
+                    else {"consumers": [], "channels": []})
         except (ManagementUnavailable, httpx.HTTPError) as exc:
             reason = (f"management API answered {exc.response.status_code}"
                       if isinstance(exc, httpx.HTTPStatusError) else "management API down")
@@ -205,8 +210,7 @@ class RabbitSource(Source):
         now = time.monotonic()
         names = {kind: sorted(item["name"] for item in state[kind])
                  for kind in ("queues", "exchanges")}
-        queues = [q for q in state["queues"] if wanted(q["name"])]
-        consumers = _consumers_by_queue(state["consumers"], state["channels"], wanted)
+        consumers = _consumers_by_queue(held["consumers"], held["channels"], wanted)
         for queue in queues:
             queue["rates"] = self._rates.update(
                 "q:" + queue["name"], _totals(queue, QUEUE_TOTALS), now)

@@ -117,16 +117,22 @@ class Management:
         return self._get(f"/{kind}/{quote(self.vhost, safe='')}", columns="name") or []
 
     def vhost_state(self) -> dict[str, Any]:
-        """Every queue, exchange, binding, consumer and channel of the vhost, in five
-        requests: what the live view draws. ``message_stats`` holds running totals
-        (absent until something moved); a channel's ``messages_unacknowledged`` is
-        what its consumers hold."""
+        """Every queue, exchange and binding of the vhost, in three requests: what the
+        live view draws. ``message_stats`` holds running totals (absent until
+        something moved)."""
         vhost = quote(self.vhost, safe="")
         return {
             "queues": self._get(f"/queues/{vhost}", columns=",".join(QUEUE_COLUMNS)) or [],
             "exchanges": self._get(f"/exchanges/{vhost}",
                                    columns=",".join(EXCHANGE_COLUMNS)) or [],
             "bindings": self._get(f"/bindings/{vhost}") or [],
+        }
+
+    def consumer_state(self) -> dict[str, Any]:
+        """Every consumer of the vhost (its queue, tag, prefetch, manual acks or not)
+        and every channel with the unacked messages it holds, in two requests."""
+        vhost = quote(self.vhost, safe="")
+        return {
             "consumers": self._get(f"/consumers/{vhost}",
                                    columns=",".join(CONSUMER_COLUMNS)) or [],
             "channels": self._get(f"/vhosts/{vhost}/channels",
