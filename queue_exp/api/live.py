@@ -43,6 +43,7 @@ NO_CACHE = {"Cache-Control": "no-cache"}
 KEEP_ALIVE_S = 15.0
 # a browser's EventSource reconnects after this many milliseconds (API restarted)
 RECONNECT_MS = 1000
+NO_RECONNECT_MS = 3_600_000  # after an answer that asking again cannot change
 
 
 def _asset(name: str) -> str:
@@ -147,10 +148,12 @@ async def live_stream(request: Request, query: Annotated[ViewQuery, Depends()]
 
 async def _events(request: Request, poller: LivePoller, query: ViewQuery
                   ) -> AsyncIterator[str]:
-    yield f"retry: {RECONNECT_MS}\n\n"
     if live_view.namespace_problem(query.namespace):
+        # the page shows what is wrong; asking again would not change the answer
+        yield f"retry: {NO_RECONNECT_MS}\n\n"
         yield _event(query.build({}))
         return
+    yield f"retry: {RECONNECT_MS}\n\n"
     async with poller.watching(query.namespace):
         seen = -1
         quiet_since = time.monotonic()

@@ -185,11 +185,13 @@ def test_a_groups_lag_falls_as_it_reads(page, api):
             consumer.close(autocommit=False)
 
 
-def test_unknown_topic_in_the_url_says_so(page, api):
+def test_unknown_topic_queue_or_namespace_in_the_url_says_so(page, api):
     page.goto(api.live_url(topic="no-such-topic", queue="no-such-queue"))
     expect(page.locator("#kafka [data-problem]")).to_contain_text("no topic “no-such-topic”")
     expect(page.locator("#rabbitmq [data-problem]")).to_contain_text("no queue “no-such-queue”")
     expect(page.locator("#focus")).to_contain_text("show everything")
+    page.goto(api.live_url(namespace="<not one>"))
+    expect(page.locator("#page-problem")).to_contain_text("“<not one>” is not a namespace")
 
 
 def test_ten_pages_cost_the_brokers_what_one_page_does(browser, api, private_rabbitmq):
