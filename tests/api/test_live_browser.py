@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -77,7 +78,7 @@ def private_rabbitmq(tmp_path_factory):
     started in the background by the first test that asks for it: the outage test,
     last, finds it up instead of waiting the seven seconds it takes. Not before the
     timing tests: its start takes a CPU core for those seconds."""
-    if not (embedded_rabbitmq.BIN / "rabbitmq-server").exists():
+    if not (Path(embedded_rabbitmq.BIN) / "rabbitmq-server").exists():
         yield {"skip": "no rabbitmq-server to start a private RabbitMQ with "
                        "(scripts/system-deps.sh installs it)"}
         return
