@@ -1,6 +1,7 @@
 """`make html`: the course as a static site, every executed notebook a page, in
 course order, with its diagrams, and nothing fetched from another host."""
 
+import os
 import re
 import subprocess
 import sys
@@ -51,3 +52,40 @@ def test_a_progress_bar_is_one_line_on_the_page(site):
     page = (site / "09-performance-measured.html").read_text()
     bars = re.findall(r"producer settings:\s+\d+%", page)
     assert len(bars) == 1, bars
+
+
+def test_pages_render_in_chromium_offline_on_a_desk_and_on_a_phone(site):
+    from tests.api import browser as chromium_helper
+
+    if chromium_helper.missing_reason():
+        if os.environ.get("CI"):
+            pytest.fail(chromium_helper.missing_reason())
+        pytest.skip(chromium_helper.missing_reason())
+    pages = ["index.html", *(p.name for p in sorted(site.glob("[0-9][0-9]-*.html")))]
+    problems: list[str] = []
+
+    def on_console(message) -> None:
+        if message.type == "error":
+            problems.append(message.text)
+
+    def on_request(request) -> None:
+        if not request.url.startswith(("file:", "data:")):
+            problems.append(f"fetched {request.url}")
+
+    with chromium_helper.chromium() as browser:
+        for width, height in ((1280, 720), (390, 844)):
+            context = browser.new_context(viewport={"width": width, "height": height})
+            page = context.new_page()
+            page.on("console", on_console)
+            page.on("request", on_request)
+            for name in pages:
+                page.goto((site / name).as_uri())
+                broken = page.evaluate(
+                    "[...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
+                    ".map(i => i.src)")
+                assert not broken, (name, width, broken)
+                # nothing wider than the screen but what scrolls inside its own box
+                overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+                assert overflow <= 1, (name, width, overflow)
+            context.close()
+            assert not problems, (width, problems)
