@@ -8,6 +8,7 @@ notebook's promise and time. Nothing is fetched from a CDN.
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import sys
@@ -104,6 +105,28 @@ def settle_streams(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return notebook
 
 
+LIVE_VIEW = re.compile(r'<iframe[^>]+src="http://(?:127\.0\.0\.1|localhost):\d+/live')
+STILLS = {broker: REPO / "docs" / f"live-{broker}.png" for broker in ("kafka", "rabbitmq")}
+
+
+def still_live_views(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A page has no API behind it: where a notebook showed the live view (an IFrame
+    on the kernel's own server), the page shows a still of it instead."""
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            html = output.get("data", {}).get("text/html", "")
+            if not LIVE_VIEW.search(html):
+                continue
+            broker = "rabbitmq" if "show=rabbitmq" in html else "kafka"
+            picture = base64.b64encode(STILLS[broker].read_bytes()).decode()
+            output["data"] = {"text/html": (
+                "<p><em>Here the live view ran, showing the brokers change as the cells "
+                "below ran; a still of it:</em></p>"
+                f'<img alt="the live view" style="max-width:100%" '
+                f'src="data:image/png;base64,{picture}">')}
+    return notebook
+
+
 def index_page(pages: list[Page]) -> str:
     lines = [
         "# queue_exp: message queues, hands-on", "",
@@ -141,7 +164,7 @@ def build(output: Path) -> list[Page]:
             target = source / f"{page.name}.ipynb"
             target.parent.mkdir(parents=True, exist_ok=True)
             notebook = nbformat.read(page.path, as_version=4)
-            nbformat.write(settle_streams(notebook), target)
+            nbformat.write(still_live_views(settle_streams(notebook)), target)
         for images in (NOTEBOOKS / "img", NOTEBOOKS / "exercises" / "img"):
             if images.is_dir():
                 shutil.copytree(images, source / images.relative_to(NOTEBOOKS))
