@@ -113,6 +113,12 @@ class Management:
         vhost, queue = quote(self.vhost, safe=""), quote(name, safe="")
         return self._get(f"/queues/{vhost}/{queue}/bindings") or []
 
+    def consumers(self, queue_name: str) -> list[dict[str, Any]]:
+        """The consumers of one queue as the broker sees them (``prefetch_count``,
+        ``ack_required``, ``consumer_tag``, ...); empty if it has none."""
+        consumers = self._get(f"/consumers/{quote(self.vhost, safe='')}") or []
+        return [c for c in consumers if c.get("queue", {}).get("name") == queue_name]
+
     def list(self, kind: str) -> list[dict[str, Any]]:
         """All ``queues``, ``exchanges`` (or another collection) of this vhost."""
         return self._get(f"/{kind}/{quote(self.vhost, safe='')}", columns="name") or []

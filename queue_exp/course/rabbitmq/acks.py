@@ -144,11 +144,13 @@ class ForgottenAck:
 
 
 def forgotten_ack(
-    run: Run, queue_name: str, batches: Sequence[int] = (3, 3), timeout_s: float = 15.0
+    run: Run, queue_name: str, batches: Sequence[int] = (3, 3), timeout_s: float = 15.0,
+    hold_s: float = 0.0,
 ) -> ForgottenAck:
     """A consumer that never acks while messages arrive in ``batches``; the queue's
     counters (from the management API) after each step; then it disconnects and a
-    new consumer reads everything again."""
+    new consumer reads everything again. Each step lasts at least ``hold_s``, so that
+    a person watching the management UI (which refreshes every few seconds) sees it."""
     settings, management = run.settings, run.management
     declared_queue(queue_name, settings)
     received: list[str] = []
@@ -161,6 +163,7 @@ def forgotten_ack(
     def snapshot(step: str, **expected: int) -> None:
         counters = management.wait_for_counters(queue_name, timeout_s, **expected)
         timeline.append({"step": step, **counters})
+        time.sleep(hold_s)  # pacing for the person watching, not for the broker
 
     consumer = RabbitConsumerThread(queue_name, forget, name="forgetful", settings=settings)
     start_in_order([consumer])
