@@ -205,6 +205,9 @@ def _queue(q: dict[str, Any], namespace: str) -> dict[str, Any]:
         "consumers": q.get("consumers"),
         # who holds what: a forgotten ack shows as one consumer's unacked growing
         "consumer_list": (q.get("consumer_list") or [])[:MAX_CONSUMERS_SHOWN],
+        # the list above was cut short by this many (not: the queue's consumer count
+        # minus the list, which differ for a moment while a consumer joins)
+        "consumers_hidden": max(len(q.get("consumer_list") or []) - MAX_CONSUMERS_SHOWN, 0),
         "rates": {  # messages per second, None until the poller has two looks
             "publish": rates.get("publish"),
             "deliver": rates.get("deliver_get"),

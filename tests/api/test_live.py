@@ -132,6 +132,26 @@ def test_queues_show_counts_rates_type_and_leader_and_bindings_form_a_graph():
         ("", f"{NS}.jobs", True), (f"{NS}.events", "job.*", False)]
 
 
+def consumer(tag, unacked=0):
+    return {"tag": tag, "unacked": unacked, "prefetch": 1, "manual_ack": True}
+
+
+def test_a_long_consumer_list_is_cut_and_says_by_how_many():
+    many = [consumer(f"worker-{n}") for n in range(1, 10)]
+    queue = {**rabbit_look()["queues"][0], "consumers": 9, "consumer_list": many}
+    [jobs] = live_view.build(world(rabbitmq=rabbit_look(queues=[queue])), NS)["rabbitmq"]["queues"]
+    assert [c["tag"] for c in jobs["consumer_list"]] == [f"worker-{n}" for n in range(1, 7)]
+    assert jobs["consumers_hidden"] == 3
+
+
+def test_consumers_not_yet_listed_are_not_counted_as_hidden():
+    # the queue's count and the consumer list are two snapshots of the management
+    # API: for a moment after two workers subscribe, the count says 2, the list none
+    queue = {**rabbit_look()["queues"][0], "consumers": 2, "consumer_list": []}
+    [jobs] = live_view.build(world(rabbitmq=rabbit_look(queues=[queue])), NS)["rabbitmq"]["queues"]
+    assert (jobs["consumers"], jobs["consumer_list"], jobs["consumers_hidden"]) == (2, [], 0)
+
+
 def test_unknown_topic_or_queue_in_the_url_names_what_exists():
     kafka = live_view.build(world(), NS, topic="nope")["kafka"]
     assert "no topic “nope”" in kafka["problem"] and "other, work" in kafka["problem"]

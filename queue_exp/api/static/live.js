@@ -397,7 +397,7 @@
         ? "auto-ack"
         : h("span", { class: c.unacked ? "cun some" : "cun" }, "unacked ", h("b", { text: number(c.unacked) })),
       " · " + (c.prefetch ? `prefetch ${c.prefetch}` : "no prefetch limit"))));
-    const more = (q.consumers || 0) - consumers.length;
+    const more = q.consumers_hidden || 0;
     if (more > 0) list.append(h("div", { class: "note", text: `and ${more} more` }));
   }
 
