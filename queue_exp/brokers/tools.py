@@ -9,17 +9,21 @@ and from a notebook, ``tool("kafka-topics", "--list")`` (its output shows under
 the cell). Kafka's tools are Apache Kafka's own classes from the jars the
 launcher downloaded (``kafka-tools``); ``--bootstrap-server`` is added unless given.
 RabbitMQ's run against the launcher's node (``rabbitmqctl``, ``rabbitmq-diagnostics``,
-``rabbitmq-queues``, ``rabbitmq-streams``). A broker the launcher did not start
-(Docker, a teacher's server) gets the command that runs the tool there instead.
-Every run is bounded by a timeout.
+``rabbitmq-queues``, ``rabbitmq-streams``). A RabbitMQ the launcher did not start
+runs its tools itself: in this repository's Docker Compose containers the tool
+runs there (``docker compose exec``); anywhere else (a teacher's server) the
+answer says where to run it, and a notebook goes on to its next cell. Every run
+is bounded by a timeout.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from queue_exp.config import REPO_ROOT
 from queue_exp.config import get_settings
 from queue_exp.config import home_dir
 from queue_exp.config import read_state
@@ -71,12 +75,15 @@ def tool(name: str, *args: str, timeout_s: float = 60.0, input: str | None = Non
     """Run tool ``name`` with ``args`` against the configured brokers; at most
     ``timeout_s`` (a console consumer also wants ``--timeout-ms`` or ``--max-messages``)."""
     env = None  # Kafka's tools: this process's environment
-    if name in KAFKA_TOOLS:
-        command = _kafka_command(name, list(args))
-    elif name in RABBITMQ_TOOLS:
-        command, env = _rabbitmq_command(name, list(args))
-    else:
-        raise LauncherError(f"no tool named {name!r}; known: {', '.join(TOOLS)}")
+    try:
+        if name in KAFKA_TOOLS:
+            command = _kafka_command(name, list(args))
+        elif name in RABBITMQ_TOOLS:
+            command, env = _rabbitmq_command(name, list(args))
+        else:
+            raise LauncherError(f"no tool named {name!r}; known: {', '.join(TOOLS)}")
+    except ElsewhereOnly as exc:  # an answer, not an error: the notebook goes on
+        return ToolRun([name, *args], 127, "", str(exc))
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
                               input=input, cwd="/", env=env)
@@ -84,6 +91,28 @@ def tool(name: str, *args: str, timeout_s: float = 60.0, input: str | None = Non
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
         return ToolRun(command, 124, out, f"{name} did not finish within {timeout_s:g} s")
     return ToolRun(command, done.returncode, done.stdout, done.stderr)
+
+
+class ElsewhereOnly(LauncherError):
+    """The tool cannot run from here; the message says where it can."""
+
+
+def compose_service_running(service: str) -> bool:
+    """Whether this repository's Docker Compose runs ``service`` (bounded; False
+    without Docker)."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        done = subprocess.run(["docker", "compose", "ps", "--status", "running", "--services"],
+                              capture_output=True, text=True, timeout=15, cwd=REPO_ROOT)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and service in done.stdout.split()
+
+
+def _in_compose(service: str, command: list[str]) -> list[str]:
+    return ["docker", "compose", "--project-directory", str(REPO_ROOT),
+            "exec", "-T", service, *command]
 
 
 def _kafka_command(name: str, args: list[str]) -> list[str]:
@@ -94,10 +123,14 @@ def _kafka_command(name: str, args: list[str]) -> list[str]:
         java = embedded_kafka.java_binary()
         libs, _version = embedded_kafka.ensure_jars(home_dir())
     except LauncherError as exc:
-        raise LauncherError(
-            f"{exc}\nOn Docker the same tool is in the container: docker compose exec kafka "
-            f"/opt/kafka/bin/{name}.sh --bootstrap-server localhost:9092 {' '.join(args)}"
-        ) from exc
+        inside = [f"/opt/kafka/bin/{name}.sh", *args]
+        if not any(a.startswith("--bootstrap-") for a in args):
+            inside[1:1] = ["--bootstrap-server", "localhost:9092"]
+        if compose_service_running("kafka"):
+            return _in_compose("kafka", inside)
+        raise ElsewhereOnly(
+            f"{exc}\nOn Docker the same tool is in the container: "
+            f"docker compose exec kafka {' '.join(inside)}") from exc
     # tools log at WARN, to stderr: the INFO lines would drown the answer on stdout
     log4j = home_dir() / "kafka" / "tools-log4j2.properties"
     wanted = embedded_kafka.log4j2_properties("WARN", "SYSTEM_ERR")
@@ -128,9 +161,12 @@ def _rabbitmq_command(name: str, args: list[str]) -> tuple[list[str], dict[str, 
     settings = get_settings()
     ours = entry.get("managed") and entry.get("url") == settings.rabbitmq_url
     if not ours:
-        raise LauncherError(
-            f"the RabbitMQ at {settings.rabbitmq_url_redacted} is not one the launcher started, "
-            f"so its {name} runs where it runs; on Docker: docker compose exec rabbitmq "
-            f"{name} {' '.join(args)}")
+        if compose_service_running("rabbitmq"):
+            return _in_compose("rabbitmq", [name, *args]), None
+        raise ElsewhereOnly(
+            f"{name} did not run: the RabbitMQ at {settings.rabbitmq_url_redacted} is not one "
+            f"the launcher started, so its {name} is where that broker runs. On its machine: "
+            f"{name} {' '.join(args)} (in Docker: docker compose exec rabbitmq {name} "
+            f"{' '.join(args)}).")
     node = Node.of(entry)
     return node.command(name, *args), node.env()

@@ -1,12 +1,14 @@
 """The brokers' own command-line tools, pointed at the session's brokers with no
 address typed (python -m queue_exp tool …, and tool(…) in a notebook)."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 
 from queue_exp.brokers.tools import tool
+from queue_exp.config import REPO_ROOT
 from queue_exp.config import read_state
 from queue_exp.course.run import Run
 from queue_exp.errors import LauncherError
@@ -50,10 +52,40 @@ def test_rabbitmqctl_sees_a_queue_of_the_run(run):
     assert any(line.split()[0] == queue for line in listed.stdout.splitlines() if line.strip())
 
 
-def test_a_rabbitmq_the_launcher_did_not_start_gets_the_docker_command(monkeypatch):
+def test_a_rabbitmq_elsewhere_answers_where_to_run_the_tool(monkeypatch, tmp_path):
+    # a teacher's server: no Docker here, so the answer (not an exception: a notebook
+    # goes on to its next cell) says where the tool runs
     monkeypatch.setenv("RABBITMQ_URL", "amqp://guest:guest@rabbit.example:5672/%2F")
-    with pytest.raises(LauncherError, match="docker compose exec rabbitmq rabbitmqctl"):
-        tool("rabbitmqctl", "list_queues")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    answer = tool("rabbitmqctl", "list_queues")
+    assert not answer.ok and answer.returncode == 127
+    assert "rabbit.example" in str(answer)
+    assert "docker compose exec rabbitmq rabbitmqctl list_queues" in str(answer)
+
+
+def test_a_rabbitmq_in_this_repositorys_compose_runs_the_tool_in_its_container(
+        monkeypatch, tmp_path):
+    # `docker` here is a script that records how it was called: what is tested is the
+    # command the tool builds, with no Docker engine on these machines
+    calls = tmp_path / "calls"
+    docker = tmp_path / "docker"
+    docker.write_text(f"""#!/bin/sh
+echo "$@" >> {calls}
+case "$*" in
+  "compose ps --status running --services") echo kafka; echo rabbitmq ;;
+  *) echo "queue-a 3" ;;
+esac
+""")
+    docker.chmod(0o755)
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2F")
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    answer = tool("rabbitmqctl", "list_queues", "name", "messages")
+    assert answer.ok and answer.stdout == "queue-a 3\n"
+    assert answer.command == ["docker", "compose", "--project-directory", str(REPO_ROOT),
+                              "exec", "-T", "rabbitmq", "rabbitmqctl", "list_queues", "name",
+                              "messages"]
+    assert calls.read_text().splitlines()[-1].endswith(
+        "exec -T rabbitmq rabbitmqctl list_queues name messages")
 
 
 def test_an_unknown_tool_names_the_known_ones():
