@@ -14,6 +14,7 @@ from queue_exp.clients import kafka_admin
 from queue_exp.clients import rabbitmq
 from queue_exp.course import notebook
 from queue_exp.course import perf
+from queue_exp.course.perf.spread import Figure
 from queue_exp.course.run import Run
 from queue_exp.messages import decode
 from queue_exp.server import start_api
@@ -77,6 +78,22 @@ def test_repeat_keeps_the_median_and_the_range_of_what_moved():
     shown = perf.with_range([send, read], ["what", "msg/s", "CPU %"])
     assert shown == [{"what": "send", "msg/s": "200 (100–300)", "CPU %": "20 (20–40)"},
                      {"what": "read", "msg/s": "50", "CPU %": "8 (7–9)"}]
+
+
+def test_leader_says_who_is_ahead_and_whether_the_ranges_overlap():
+    rows = perf.repeat(iter([[{"n": "a", "v": 10}, {"n": "b", "v": 5}, {"n": "c", "v": 1}],
+                             [{"n": "a", "v": 14}, {"n": "b", "v": 9}, {"n": "c", "v": 2}],
+                             [{"n": "a", "v": 12}, {"n": "b", "v": 11}, {"n": "c", "v": 3}]]
+                            ).__next__, 3)
+    figures = {row["n"]: perf.figure(row, "v") for row in rows}
+    assert figures["a"] == Figure(12, 10, 14, 3)
+    assert perf.leader(figures) == "a by the median, but its range overlaps b's"
+    assert perf.leader({k: figures[k] for k in "ac"}).startswith("a, clearly")
+    assert perf.leader(figures, lowest=True).startswith("c, clearly")
+    assert perf.leader({"x": perf.figure({"v": 3}, "v"), "y": perf.figure({"v": 2}, "v")}) \
+        .startswith("x (one run each")
+    assert perf.leader({"x": None}) == "no figure to compare"
+    assert perf.figure({"v": None}, "v") is None
 
 
 def test_repeat_refuses_runs_that_do_not_line_up():
@@ -181,13 +198,8 @@ def test_settings_grid_and_compression_rows(settings, names):
     rows = perf.kafka_settings_grid(topic("grid"), bodies, grid, settings=settings)
     assert [(r["batch_size"], r["linger_ms"], r["messages"]) for r in rows] == [
         (1024, 0, 300), (65536, 5, 300)]
-    codec_topics = {}
-
-    def topic_of(codec: str) -> str:
-        codec_topics[codec] = topic(f"codec-{codec}")
-        return codec_topics[codec]
-
-    rows = perf.kafka_compression(topic_of, bodies, ["gzip"], seconds=0.2, settings=settings)
+    codec_topics = {codec: topic(f"codec-{codec}") for codec in ("none", "gzip")}
+    rows = perf.kafka_compression(codec_topics, bodies, seconds=0.2, settings=settings)
     assert [r["compression"] for r in rows] == ["none", "gzip"]
     assert all(r["all acknowledged"] and r["messages"] > 0 for r in rows)
     assert rows[1]["bytes on disk per message"] < rows[0]["bytes on disk per message"]

@@ -33,12 +33,15 @@ from queue_exp.course.perf.rabbitmq import rabbit_consume
 from queue_exp.course.perf.rabbitmq import rabbit_publish
 from queue_exp.course.perf.sizes import make_bodies
 from queue_exp.course.perf.sizes import size_sweep
+from queue_exp.course.perf.spread import figure
+from queue_exp.course.perf.spread import leader
 from queue_exp.course.perf.spread import repeat
 from queue_exp.course.perf.spread import with_range
 
 __all__ = [
     "LatencyRun", "Stopwatch", "api_end_to_end", "api_load", "available_codecs",
-    "broker_pids", "confirm_modes", "kafka_compression", "kafka_consume", "latency",
+    "broker_pids", "confirm_modes", "figure", "kafka_compression", "kafka_consume", "latency",
+    "leader",
     "kafka_produce", "kafka_settings_grid", "make_bodies", "percentiles", "rabbit_consume",
     "rabbit_publish", "repeat", "size_sweep", "with_range",
 ]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
 from kafka import TopicPartition
+from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError
 from kafka.errors import KafkaTimeoutError
 
@@ -173,30 +174,25 @@ def kafka_settings_grid(
 
 
 def kafka_compression(
-    topic_of: Callable[[str], str],
+    topics: Mapping[str, str],
     bodies: Sequence[bytes],
-    codecs: Sequence[str],
     *,
     seconds: float = 0.5,
     timeout_s: float = 15.0,
     settings: Settings | None = None,
 ) -> list[dict[str, Any]]:
-    """Per compression type (``"none"`` first): produce ``bodies`` for
-    ``seconds`` to a topic of its own (``topic_of(codec)``, created if need be),
-    then read that topic for ``seconds``. Rows: producer and consumer msg/s and
-    CPU, the producer's compressed/raw ratio, and the bytes the broker stores
-    per message (its log's size on disk ÷ the records in it)."""
+    """Per compression type (``topics``: codec -> an existing topic of its own,
+    ``"none"`` first): produce ``bodies`` for ``seconds``, then read that topic
+    for ``seconds``. Rows: producer and consumer msg/s and CPU, the producer's
+    compressed/raw ratio, and the bytes the broker stores per message (its log's
+    size on disk ÷ the records in it)."""
     settings = settings or get_settings()
     rows = []
-    for codec in ["none", *codecs]:
-        topic = topic_of(codec)
-        kafka_admin.create_topic(topic, 1, settings=settings)
+    for codec, topic in topics.items():
         config = {} if codec == "none" else {"compression_type": codec}
         sent = kafka_produce(topic, bodies, seconds=seconds, timeout_s=timeout_s,
                              settings=settings, **config)
         read = kafka_consume(topic, seconds=seconds, timeout_s=timeout_s, settings=settings)
-        on_disk = kafka_admin.topic_bytes_on_disk(topic, settings)
-        stored = sum(p["records"] for p in kafka_admin.log_offsets(topic, settings))
         rows.append({
             "compression": codec,
             "messages": sent["messages"],
@@ -204,9 +200,34 @@ def kafka_compression(
             "produce msg/s": sent["msg/s"],
             "consume msg/s": read["msg/s"],
             "compressed/raw": sent["compressed/raw"],
-            "bytes on disk per message": round(on_disk / stored) if on_disk and stored
-            else None,
             "producer CPU %": sent["client CPU %"],
             "consumer CPU %": read["client CPU %"],
         })
+    stored = stored_bytes_per_message(list(topics.values()), settings)
+    for line in rows:
+        line["bytes on disk per message"] = stored.get(topics[line["compression"]])
     return rows
+
+
+def stored_bytes_per_message(topics: Sequence[str], settings: Settings | None = None
+                             ) -> dict[str, int]:
+    """Per topic: the size of its log segments on the broker's disk ÷ the records
+    in them, rounded (one admin client for all the topics; a topic the broker
+    reports nothing for is left out)."""
+    with kafka_admin.admin_client(settings) as admin:
+        tps = [TopicPartition(t["name"], p["partition_index"])
+               for t in admin.describe_topics(list(topics)) if t["error_code"] == 0
+               for p in t["partitions"]]
+        dirs = admin.describe_log_dirs(topic_partitions=list(topics))
+        first = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps})
+        end = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
+    on_disk: dict[str, int] = {}
+    for broker in dirs:
+        for log_dir in broker.get("log_dirs", []):
+            for t in log_dir.get("topics", []):
+                if t["name"] in topics:
+                    size = sum(part["partition_size"] for part in t["partitions"])
+                    on_disk[t["name"]] = on_disk.get(t["name"], 0) + size
+    records = {t: sum(end[tp].offset - first[tp].offset for tp in tps if tp.topic == t)
+               for t in topics}
+    return {t: round(on_disk[t] / records[t]) for t in topics if on_disk.get(t) and records[t]}

@@ -114,10 +114,10 @@ def rabbit_consume(
                **{"all read": got["messages"] == count})
 
 
-# messages per confirm mode: about half a second each on a laptop, so a mode that
-# is ten times faster still gets a run long enough to time
-CONFIRM_COUNTS = {"one at a time": 1_000, "in batches": 3_000, "asynchronously": 15_000,
-                  "no confirms": 15_000}
+# messages per confirm mode: a few tenths of a second each on a laptop, so that a
+# mode twenty times faster than another still gets a run long enough to time
+CONFIRM_COUNTS = {"one at a time": 500, "in batches": 2_000, "asynchronously": 10_000,
+                  "no confirms": 10_000}
 _WINDOWS = {"one at a time": (1, False), "in batches": (100, False),
             "asynchronously": (1000, True)}  # at most this many unconfirmed; sliding?
 

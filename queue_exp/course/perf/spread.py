@@ -2,14 +2,17 @@
 one run says little, three runs say how much the figure moves. :func:`repeat`
 turns the rows of several runs into one row per measured thing, with the median
 and the lowest and highest value of every figure that changed between runs;
-:func:`with_range` shows such rows as ``median (min–max)`` for a table."""
+:func:`with_range` shows such rows as ``median (min–max)`` for a table, and
+:func:`leader` says which of several figures is ahead, and whether clearly."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -111,3 +114,49 @@ def with_range(rows: Sequence[Row], columns: Sequence[str]) -> list[Row]:
                 line[column] = value
         shown.append(line)
     return shown
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure: its median, lowest and highest run, and how many runs."""
+
+    median: float
+    low: float
+    high: float
+    runs: int
+
+
+def figure(row: Row, key: str) -> Figure | None:
+    """``row[key]`` with its range (a single run: the value three times); ``None``
+    if the row has no figure for ``key``."""
+    value = row.get(key)
+    if not _is_number(value):
+        return None
+    low, high = row.get(f"{key} min", value), row.get(f"{key} max", value)
+    return Figure(value, low, high, row.get("runs", 1))
+
+
+def leader(figures: Mapping[str, Figure | None], lowest: bool = False) -> str:
+    """Which figure is ahead (the highest median, or the lowest with ``lowest``),
+    in words: *clearly* when its range and every other's do not overlap (its
+    worst run beats their best), else *by the median* and with whom it overlaps.
+    Figures that are ``None`` are left out."""
+    named = {name: f for name, f in figures.items() if f is not None}
+    if not named:
+        return "no figure to compare"
+    sign = -1 if lowest else 1
+    best = max(named, key=lambda name: sign * named[name].median)
+    top = named[best]
+    others = {name: f for name, f in named.items() if name != best}
+    if not others:
+        return best
+    ties = [name for name, f in others.items() if f.median == top.median]
+    if ties:
+        return f"no single one: {best} and {', '.join(ties)} have the same median"
+    overlap = [name for name, f in others.items()
+               if (top.low <= f.high if not lowest else top.high >= f.low)]
+    if max(f.runs for f in named.values()) == 1:
+        return f"{best} (one run each: no range to tell noise from a difference)"
+    if not overlap:
+        return f"{best}, clearly (its range does not overlap the others')"
+    return f"{best} by the median, but its range overlaps {' and '.join(overlap)}'s"
