@@ -118,7 +118,7 @@ def kafka_consume(
     consumer = kafka.make_consumer(settings=settings, **consumer_config)
     done = nbytes = 0
     try:
-        tps = [TopicPartition(topic, p) for p in kafka_admin.partitions_of(topic, settings)]
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)  # also connects to the leader before the clock

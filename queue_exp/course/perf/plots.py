@@ -81,16 +81,17 @@ def _kib(n: int) -> str:
 
 def plot_producer_grid(rows: Sequence[dict[str, Any]]) -> Figure:
     """Kafka producer throughput per ``batch_size`` (groups) and ``linger_ms``
-    (bars), each bar labelled with the records the producer put in one request."""
+    (bars; a combination not measured has none), each bar labelled with the
+    records the producer put in one request."""
     sizes = sorted({r["batch_size"] for r in rows})
     lingers = sorted({r["linger_ms"] for r in rows})
     fig = Figure(figsize=(9, 3.8))
     ax = fig.subplots()
     width = 0.8 / len(lingers)
     for j, linger in enumerate(lingers):
-        mine = [next(r for r in rows if (r["batch_size"], r["linger_ms"]) == (s, linger))
-                for s in sizes]
-        xs = [i + (j - (len(lingers) - 1) / 2) * width for i in range(len(sizes))]
+        placed = [(i + (j - (len(lingers) - 1) / 2) * width, r) for i, s in enumerate(sizes)
+                  for r in rows if (r["batch_size"], r["linger_ms"]) == (s, linger)]
+        xs, mine = [x for x, _ in placed], [r for _, r in placed]  # a setting not run: no bar
         ax.bar(xs, [r["msg/s"] for r in mine], width * 0.95, yerr=_range(mine, "msg/s"),
                color=SHADES[j % len(SHADES)], hatch="" if j == 0 else "//",
                label=f"linger_ms={linger}", error_kw=ERROR_BARS)
@@ -166,23 +167,32 @@ LATENCY_SHARES = (0.1, 0.5, 0.9, 0.95, 0.99, 0.999)
 SHARE_AXIS = "share of messages that arrived\nwithin x ms"
 
 
-def _latency_curves(ax, samples: Mapping[str, Sequence[float]],
-                    colors: Mapping[str, str] | None = None) -> tuple[int, list[float]]:
-    """Draw each run's cumulative curve on ``ax``; how many samples the largest
-    run has, and each curve's 5 % point (for the x limits)."""
-    largest, fastest = 1, []
-    for i, (label, values) in enumerate(samples.items()):
+def _curve_color(label: str) -> str:
+    """A curve's colour says its broker (the label names it), grey for neither."""
+    for broker, color in BROKER_COLORS.items():
+        if broker.lower() in label.lower():
+            return color
+    return CLIENT_GREY
+
+
+def _latency_curves(ax, samples: Mapping[str, Sequence[float]]) -> tuple[int, list[float]]:
+    """Draw each run's cumulative curve on ``ax``: coloured by broker, a second
+    curve of the same colour dashed, a third dotted. Returns how many samples
+    the largest run has, and each curve's 5 % point (for the x limits)."""
+    largest, fastest, seen = 1, [], []
+    for label, values in samples.items():
         ordered = sorted(max(v, 1e-3) for v in values)
         if not ordered:
             continue
         n = len(ordered)
         largest = max(largest, n)
         fastest.append(ordered[int(0.05 * n)])
-        color = (colors or {}).get(label, SHADES[i % len(SHADES)])
-        style = "--" if "consumer" in label else "-"
+        color = _curve_color(label)
+        style = ("-", "--", ":")[min(seen.count(color), 2)]
+        seen.append(color)
         # plotting positions (k + 0.5) / n stay inside (0, 1), where logit is finite
         ax.plot(ordered, [(k + 0.5) / n for k in range(n)], color=color, label=label,
-                drawstyle="steps-post", ls=style, lw=1.6)
+                drawstyle="steps-post", ls=style, lw=1.8)
         stats = percentiles(ordered)
         for point, share in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
             ax.plot(stats[point], share, "o", color=color, ms=5)
@@ -209,7 +219,8 @@ def plot_latency(samples: Mapping[str, Sequence[float]], title: str = "") -> Fig
     """Each run's latencies as a cumulative curve: for a time x (right, log
     scale), the share of messages that arrived within x (up), with p50, p95 and
     p99 marked as dots. The share axis is a logit scale, which spreads out the
-    tail (90 %, 99 %, ...)."""
+    tail (90 %, 99 %, ...). Kafka's curves are blue, RabbitMQ's orange, others
+    grey (by the label); a broker's second curve is dashed."""
     fig = Figure(figsize=(10, 4.2))
     ax = fig.subplots()
     largest, fastest = _latency_curves(ax, samples)
@@ -223,8 +234,7 @@ def plot_latency(samples: Mapping[str, Sequence[float]], title: str = "") -> Fig
     return fig
 
 
-def plot_latency_panels(panels: Mapping[str, Mapping[str, Sequence[float]]],
-                        colors: Mapping[str, str] | None = None) -> Figure:
+def plot_latency_panels(panels: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
     """Small multiples: one :func:`plot_latency` panel per entry of ``panels``
     (title: its curves), side by side on the same axes, so that a curve can be
     compared with the others in its panel and across panels."""
@@ -232,7 +242,7 @@ def plot_latency_panels(panels: Mapping[str, Mapping[str, Sequence[float]]],
     axes = fig.subplots(1, len(panels), sharex=True, sharey=True, squeeze=False)[0]
     largest, fastest = 1, []
     for ax, (title, samples) in zip(axes, panels.items(), strict=True):
-        n, low = _latency_curves(ax, samples, colors)
+        n, low = _latency_curves(ax, samples)
         largest, fastest = max(largest, n), fastest + low
         ax.set_title(title, fontsize=11, loc="left")
         ax.legend(fontsize=9, loc="lower right")

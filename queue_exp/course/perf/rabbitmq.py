@@ -114,10 +114,11 @@ def rabbit_consume(
                **{"all read": got["messages"] == count})
 
 
-# messages per confirm mode: a few tenths of a second each on a laptop, so that a
-# mode twenty times faster than another still gets a run long enough to time
-CONFIRM_COUNTS = {"one at a time": 500, "in batches": 2_000, "asynchronously": 10_000,
-                  "no confirms": 10_000}
+# messages per confirm mode: a tenth to a few tenths of a second each on a laptop
+# (repeat the measurement for the spread); a mode twenty times faster than
+# another gets more messages, not a run twenty times shorter
+CONFIRM_COUNTS = {"one at a time": 300, "in batches": 1_500, "asynchronously": 5_000,
+                  "no confirms": 5_000}
 _WINDOWS = {"one at a time": (1, False), "in batches": (100, False),
             "asynchronously": (1000, True)}  # at most this many unconfirmed; sliding?
 
@@ -130,11 +131,13 @@ def confirm_modes(
     settings: Settings | None = None,
 ) -> list[dict[str, Any]]:
     """Notebook 07's three publisher-confirm modes (persistent messages, a
-    durable queue: its own publisher, a pika ``SelectConnection``) plus a run
-    without confirms, once each, ``counts[mode]`` messages per mode (default
-    :data:`CONFIRM_COUNTS`). Without confirms the run ends when the queue holds
-    every message (counted, not yet known to be on disk). The queue is purged
-    after each mode."""
+    durable queue: its own publisher, on pika's callback-driven
+    ``SelectConnection``) plus a run without confirms, once each,
+    ``counts[mode]`` messages per mode (default :data:`CONFIRM_COUNTS`). The
+    run without confirms is :func:`rabbit_publish` (pika's ``BlockingConnection``,
+    which waits until each publish is written to the socket) and ends when the
+    queue holds every message (counted, not yet known to be on disk). The queue
+    is purged after each mode."""
     # notebook 07's code, measured here as it was there
     from queue_exp.course.rabbitmq.channels import declared_queue
     from queue_exp.course.rabbitmq.confirms import _publish_confirmed

@@ -156,7 +156,9 @@ def leader(figures: Mapping[str, Figure | None], lowest: bool = False) -> str:
     overlap = [name for name, f in others.items()
                if (top.low <= f.high if not lowest else top.high >= f.low)]
     if max(f.runs for f in named.values()) == 1:
-        return f"{best} (one run each: no range to tell noise from a difference)"
+        return f"{best} (one run each: no range to compare)"
     if not overlap:
-        return f"{best}, clearly (its range does not overlap the others')"
-    return f"{best} by the median, but its range overlaps {' and '.join(overlap)}'s"
+        other = "the other's" if len(others) == 1 else "any other's"
+        return f"{best}, clearly (its range does not overlap {other})"
+    names = overlap[0] if len(overlap) == 1 else f"{', '.join(overlap[:-1])} and {overlap[-1]}"
+    return f"{best} by the median, but its range overlaps with {names}"
