@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from queue_exp.course.perf.latency import percentiles
 
@@ -24,6 +25,10 @@ ERROR_BARS = {"ecolor": "black", "elinewidth": 1.2, "capsize": 3}
 def _tidy(ax) -> None:
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+
+
+# log axes labelled 1, 10, 100, 1,000 rather than 10⁰, 10¹, ...
+PLAIN = FuncFormatter(lambda value, _pos: f"{value:,.0f}" if value >= 1 else f"{value:g}")
 
 
 def _range(rows: Sequence[dict[str, Any]], key: str) -> list[list[float]]:
@@ -154,6 +159,8 @@ def plot_sizes(rows: Sequence[dict[str, Any]]) -> Figure:
                         capsize=3, label=f"{broker} {what}")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(PLAIN)
+        ax.yaxis.set_major_formatter(PLAIN)
         ax.set_xlabel("message size (bytes, log scale)")
         ax.set_ylabel(metric.replace("msg/s", "messages per second")
                       .replace("MB/s", "megabytes per second") + " (log scale)")
@@ -202,6 +209,7 @@ def _latency_curves(ax, samples: Mapping[str, Sequence[float]]) -> tuple[int, li
 def _share_axis(ax, largest: int, label: bool = True) -> None:
     """The logit share axis: 10 %, 50 % (p50), 90 %, 95 % (p95), 99 % (p99)."""
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(PLAIN)
     ax.set_yscale("logit")
     shares = [s for s in LATENCY_SHARES if s < 1 - 0.5 / largest]
     names = {0.5: " (p50)", 0.95: " (p95)", 0.99: " (p99)"}

@@ -139,8 +139,8 @@ def figure(row: Row, key: str) -> Figure | None:
 def leader(figures: Mapping[str, Figure | None], lowest: bool = False) -> str:
     """Which figure is ahead (the highest median, or the lowest with ``lowest``),
     in words: *clearly* when its range and every other's do not overlap (its
-    worst run beats their best), else *by the median* and with whom it overlaps.
-    Figures that are ``None`` are left out."""
+    worst run beats their best), else *by the median* and whose range it
+    overlaps. Figures that are ``None`` are left out."""
     named = {name: f for name, f in figures.items() if f is not None}
     if not named:
         return "no figure to compare"
@@ -156,9 +156,8 @@ def leader(figures: Mapping[str, Figure | None], lowest: bool = False) -> str:
     overlap = [name for name, f in others.items()
                if (top.low <= f.high if not lowest else top.high >= f.low)]
     if max(f.runs for f in named.values()) == 1:
-        return f"{best} (one run each: no range to compare)"
+        return f"{best} (one run each: no range)"
     if not overlap:
-        other = "the other's" if len(others) == 1 else "any other's"
-        return f"{best}, clearly (its range does not overlap {other})"
+        return f"{best}, clearly (the ranges do not overlap)"
     names = overlap[0] if len(overlap) == 1 else f"{', '.join(overlap[:-1])} and {overlap[-1]}"
-    return f"{best} by the median, but its range overlaps with {names}"
+    return f"{best} by the median; its range overlaps {names}"
