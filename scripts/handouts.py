@@ -34,7 +34,17 @@ html_show_sourcelink = False
 html_last_updated_fmt = None
 exclude_patterns = ["_build"]
 copyright = "the queue_exp authors (MIT licence)"
+html_static_path = ["_static"]
+html_css_files = ["handouts.css"]
 '''
+
+# the notebooks' code is up to 100 columns: on a wide screen the page is wide enough
+# for it (furo's 46em shows about 86); narrower screens keep furo's layout
+CSS = """\
+@media (min-width: 100em) {
+  .content { width: 54em; }
+}
+"""
 
 # the course's chapters, by the notebooks' first two digits
 CHAPTERS = (
@@ -170,6 +180,8 @@ def build(output: Path) -> list[Page]:
                 shutil.copytree(images, source / images.relative_to(NOTEBOOKS))
         (source / "index.md").write_text(index_page(pages), encoding="utf-8")
         (source / "conf.py").write_text(CONF, encoding="utf-8")
+        (source / "_static").mkdir()
+        (source / "_static" / "handouts.css").write_text(CSS, encoding="utf-8")
         if output.exists():
             shutil.rmtree(output)
         status = build_main(["-q", "-b", "html", "-d", str(source / "_doctrees"),

@@ -73,7 +73,7 @@ def test_pages_render_in_chromium_offline_on_a_desk_and_on_a_phone(site):
             problems.append(f"fetched {request.url}")
 
     with chromium_helper.chromium() as browser:
-        for width, height in ((1280, 720), (390, 844)):
+        for width, height in ((1280, 720), (390, 844), (1600, 900)):
             context = browser.new_context(viewport={"width": width, "height": height})
             page = context.new_page()
             page.on("console", on_console)
@@ -87,5 +87,10 @@ def test_pages_render_in_chromium_offline_on_a_desk_and_on_a_phone(site):
                 # nothing wider than the screen but what scrolls inside its own box
                 overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
                 assert overflow <= 1, (name, width, overflow)
+                if width >= 1600:  # a wide screen shows every line of code whole
+                    scrolls = page.evaluate(
+                        "[...document.querySelectorAll('div.cell_input div.highlight pre')]"
+                        ".filter(e => e.scrollWidth > e.clientWidth + 1).length")
+                    assert scrolls == 0, (name, width, scrolls)
             context.close()
             assert not problems, (width, problems)
