@@ -262,6 +262,7 @@ def test_confirm_modes_has_four_modes_and_every_message(settings, names):
     assert [r["messages"] for r in rows] == [20, 150, 300, 300]
     assert all(r["all arrived"] for r in rows)
     assert [r["all confirmed"] for r in rows] == [True, True, True, None]
+    assert [r["unconfirmed at most"] for r in rows] == [1, 100, 1000, None]
     with rabbitmq.connect(settings) as connection:  # purged after each mode
         assert connection.channel().queue_declare(name, passive=True).method.message_count == 0
 

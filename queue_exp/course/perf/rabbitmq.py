@@ -17,8 +17,6 @@ from queue_exp.config import Settings
 from queue_exp.config import get_settings
 from queue_exp.course.perf.cpu import Stopwatch
 from queue_exp.course.perf.cpu import row
-from queue_exp.messages import Message
-from queue_exp.messages import encode
 from queue_exp.waiting import wait_until
 
 
@@ -119,8 +117,9 @@ def rabbit_consume(
 # another gets more messages, not a run twenty times shorter
 CONFIRM_COUNTS = {"one at a time": 300, "in batches": 1_500, "asynchronously": 5_000,
                   "no confirms": 5_000}
+# at most this many unconfirmed (None: no confirms at all); a sliding window?
 _WINDOWS = {"one at a time": (1, False), "in batches": (100, False),
-            "asynchronously": (1000, True)}  # at most this many unconfirmed; sliding?
+            "asynchronously": (1000, True), "no confirms": (None, False)}
 
 
 def confirm_modes(
@@ -132,36 +131,30 @@ def confirm_modes(
 ) -> list[dict[str, Any]]:
     """Notebook 07's three publisher-confirm modes (persistent messages, a
     durable queue: its own publisher, on pika's callback-driven
-    ``SelectConnection``) plus a run without confirms, once each,
-    ``counts[mode]`` messages per mode (default :data:`CONFIRM_COUNTS`). The
-    run without confirms is :func:`rabbit_publish` (pika's ``BlockingConnection``,
-    which waits until each publish is written to the socket) and ends when the
-    queue holds every message (counted, not yet known to be on disk). The queue
-    is purged after each mode."""
+    ``SelectConnection``) plus a run without confirms on the same publisher,
+    once each, ``counts[mode]`` messages per mode (default :data:`CONFIRM_COUNTS`).
+    The run without confirms ends when the queue holds every message (counted,
+    not yet known to be on disk). The queue is purged after each mode."""
     # notebook 07's code, measured here as it was there
     from queue_exp.course.rabbitmq.channels import declared_queue
-    from queue_exp.course.rabbitmq.confirms import _publish_confirmed
+    from queue_exp.course.rabbitmq.confirms import publish_timed
 
     settings = settings or get_settings()
     declared_queue(queue, settings, durable=True)
     counts = {**CONFIRM_COUNTS, **(counts or {})}
-    body = encode(Message.now("confirm me", source="confirms"))
     rows = []
     for mode, count in counts.items():
-        if mode == "no confirms":
-            sent = rabbit_publish(queue, [body] * count, persistent=True,
-                                  timeout_s=timeout_s, settings=settings)
-            seconds, all_in = sent["seconds"], sent["all arrived"]
-            confirmed = None
+        window, sliding = _WINDOWS[mode]
+        run = publish_timed(queue, count, window, sliding, settings, timeout_s)
+        seconds = run["seconds"]
+        if window is None:
+            confirmed, all_in = None, run["arrived"] >= count
         else:
-            window, sliding = _WINDOWS[mode]
-            run = _publish_confirmed(queue, count, window, sliding, settings, timeout_s)
-            seconds, all_in = run["seconds"], run["confirmed"] == count
-            confirmed = all_in
+            confirmed = all_in = run["confirmed"] == count
         _purge(queue, settings)
         rows.append({
             "mode": mode,
-            "unconfirmed at most": _WINDOWS[mode][0] if mode in _WINDOWS else None,
+            "unconfirmed at most": window,
             "messages": count,
             "seconds": round(seconds, 3),
             "msg/s": round(count / max(seconds, 1e-9)),
