@@ -155,6 +155,16 @@ group.initial.rebalance.delay.ms=0
 # first check after 30 s), so a retention lesson sees records vanish in seconds.
 log.retention.check.interval.ms=1000
 log.initial.task.delay.ms=1000
+# Share groups (notebook 11): members heartbeat every second (default: every 5 s,
+# so a new share consumer waited about 5 s for its first records); a group may
+# set its record lock as short as 1 s (default floor: 15 s), so a frozen member's
+# records come back within a lesson, and its session timeout as short as 6 s
+# (default floor: 45 s), so a killed member leaves the group soon after. The
+# defaults for the lock (30 s) and the session (45 s) stay as they are.
+group.share.heartbeat.interval.ms=1000
+group.share.min.heartbeat.interval.ms=1000
+group.share.min.record.lock.duration.ms=1000
+group.share.min.session.timeout.ms=6000
 """
 
 def log4j2_properties(level: str = "INFO", target: str = "SYSTEM_OUT") -> str:

@@ -34,7 +34,7 @@ from queue_exp.messages import decode_lenient
 # ------------------------------------------------------ a worker dies mid-task
 
 
-def _read_line(proc: subprocess.Popen, timeout_s: float) -> str | None:
+def first_line(proc: subprocess.Popen, timeout_s: float) -> str | None:
     """The child's first stdout line, or None if it exits or stays silent."""
     deadline = time.monotonic() + timeout_s
     buffer = b""
@@ -68,7 +68,7 @@ def kill_worker_mid_task(
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=env)
     try:
-        line = _read_line(proc, timeout_s)
+        line = first_line(proc, timeout_s)
     finally:
         proc.kill()  # the crash: no ack, no clean goodbye
         _out, err = proc.communicate(timeout=10)
