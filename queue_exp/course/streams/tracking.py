@@ -51,10 +51,11 @@ def kafka_session(run: Run, topic: str, group: str, max_messages: int | None = N
             else committed, "read": shown(got), "messages": len(got)}
 
 
-def resume_after_restart(run: Run, count: int = 10, first_run: int = 4) -> list[dict[str, Any]]:
+def resume_after_restart(run: Run, count: int = 10, first_run: int = 4) -> dict[str, Any]:
     """``#1``..``#count`` in a stream (published with rstream) and on a Kafka topic;
     a consumer reads ``first_run`` messages and stops; a new one with the same
-    name (group) resumes. One row per broker and run."""
+    name (group) resumes. ``rows``: one per broker and run; ``stream``, ``topic``:
+    their names."""
     stream = run.queue("invoices", **STREAM)
     streams.publish(stream, [m.message for m in numbered(count)], run.settings)
     topic = run.topic("invoices", partitions=1)
@@ -70,4 +71,4 @@ def resume_after_restart(run: Run, count: int = 10, first_run: int = 4) -> list[
         rows.append({"consumer": session, "broker": "Kafka topic (consumer group)",
                      "position found on the server": k["committed offset found"],
                      "starts at": k["so it starts at"], "read": k["read"]})
-    return rows
+    return {"rows": rows, "stream": stream, "topic": topic, "sent": count}
