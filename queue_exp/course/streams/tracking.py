@@ -56,9 +56,9 @@ def resume_after_restart(run: Run, count: int = 10, first_run: int = 4) -> dict[
     a consumer reads ``first_run`` messages and stops; a new one with the same
     name (group) resumes. ``rows``: one per broker and run; ``stream``, ``topic``:
     their names."""
-    stream = run.queue("invoices", **STREAM)
+    stream = run.queue("resume", **STREAM)
     streams.publish(stream, [m.message for m in numbered(count)], run.settings)
-    topic = run.topic("invoices", partitions=1)
+    topic = run.topic("resume", partitions=1)
     kafka_log.produce(topic, numbered(count), settings=run.settings)
     name, group = "invoicer", run.group("invoicer")
     rows = []
