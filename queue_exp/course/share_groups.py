@@ -6,7 +6,7 @@ code has been shown.
 * :func:`acknowledge_each` - one share consumer decides per delivery: accept,
   release (hand it out again) or reject; every delivery with its count
 * :func:`hold_and_crash` - a member takes records and is killed, or freezes; when
-  do they come back, and to whom?
+  do they come back, and to whom? (:func:`kill_and_freeze`: both at once)
 * :func:`share_offsets` - ``kafka-share-groups --describe``: start offset and lag
 * :func:`main` - the member that takes records and then dies or freezes, run as
   ``python -m queue_exp.course.share_groups hold TOPIC GROUP``
@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import AcknowledgeType
@@ -83,7 +84,7 @@ def dead_letter_topic(run: Run, label: str) -> str:
 
 
 def acknowledge_each(
-    run: Run, texts: Sequence[str], decide: Decide, *, label: str = "orders",
+    run: Run, texts: Sequence[str], decide: Decide, *, label: str = "acks",
     limit: int | None = None, dead_letters: bool = False, timeout_s: float = 20.0,
 ) -> dict[str, Any]:
     """Write ``texts`` to a new one-partition topic; one share consumer asks
@@ -265,6 +266,14 @@ def hold_and_crash(run: Run, how: str, *, count: int = 3, lock_ms: int = 4000,
             for row in sorted(came_back, key=lambda r: r["record"])]
     return {"how": how, "took": took["records"], "rows": rows, "lock_ms": lock_ms,
             "dead member listed for s": listed_for}
+
+
+def kill_and_freeze(run: Run, **options: Any) -> list[dict[str, Any]]:
+    """:func:`hold_and_crash` for a killed and a frozen member at the same time
+    (each with its own topic, group and processes: the waits overlap)."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="queue_exp-crash") as pool:
+        futures = [pool.submit(hold_and_crash, run, how, **options) for how in ("kill", "freeze")]
+        return [future.result() for future in futures]
 
 
 def _start_holder(run: Run, topic: str, group: str) -> subprocess.Popen:

@@ -79,7 +79,7 @@ def split_work(
         started = workers.clock()
         gate.set()
         handled = workers.wait_done(count, timeout_s)
-        assignment = workers.assignment() if broker == KAFKA else None
+        assignment = workers.assignment() if broker != RABBITMQ else None
     done = [h for h in handled if h["outcome"] == DONE]
     per_consumer = workers.per_worker()
     return {

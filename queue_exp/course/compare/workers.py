@@ -245,6 +245,7 @@ class ShareGroup(_Workers):
         super().__init__(size, handler, settings)
         self.topic = topic
         self.group_id = group_id
+        self.listed: list[dict[str, Any]] = []  # the members, as the broker listed them
         # a new share group starts at the end of the log: these start at its beginning
         share.set_group_config(group_id, {share.AUTO_OFFSET_RESET: "earliest"}, self.settings)
         self.threads = [
@@ -262,9 +263,9 @@ class ShareGroup(_Workers):
         wanted = sorted(f"{self.topic}:{p}" for p in partitions)
 
         def all_assigned() -> bool:
-            found = share.members(self.group_id, self.settings)
-            return len(found) == self.size and all(sorted(m["assignment"]) == wanted
-                                                   for m in found)
+            self.listed = share.members(self.group_id, self.settings)
+            return len(self.listed) == self.size and all(
+                sorted(m["assignment"]) == wanted for m in self.listed)
 
         try:
             wait_until(all_assigned, timeout_s, 0.2, what="every share-group member assigned")
@@ -272,6 +273,14 @@ class ShareGroup(_Workers):
             self.close()
             raise
         return self
+
+    def assignment(self) -> dict[str, list[int]]:
+        """Each member's partitions, as ``kafka-share-groups --members`` listed them
+        when the group started."""
+        prefix = self.settings.name(f"{self.group_id}.")
+        return {m["client_id"].removeprefix(prefix):
+                sorted(int(a.rsplit(":", 1)[1]) for a in m["assignment"])
+                for m in self.listed}
 
     def _on_batch(self, name: str):
         def on_batch(consumer: Any, messages: list[Any]) -> None:
