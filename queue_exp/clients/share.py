@@ -102,10 +102,20 @@ def members(group_id: str, settings: Settings | None = None) -> list[dict[str, A
         fields = line.split()
         # GROUP CONSUMER-ID HOST CLIENT-ID #PARTITIONS ASSIGNMENT
         if len(fields) >= 5 and fields[0] == group_id and fields[4].isdigit():
-            assigned = fields[5].split(",") if len(fields) > 5 else []
             rows.append({"client_id": fields[3], "partitions": int(fields[4]),
-                         "assignment": [a for a in assigned if re.fullmatch(r".+:\d+", a)]})
+                         "assignment": _assignment(fields[5] if len(fields) > 5 else "")})
     return sorted(rows, key=lambda row: row["client_id"])
+
+
+def _assignment(column: str) -> list[str]:
+    """``orders:0,1;audit:0`` (the tool's ASSIGNMENT column) -> ``["audit:0",
+    "orders:0", "orders:1"]``."""
+    found = []
+    for item in column.split(";"):
+        topic, _, partitions = item.rpartition(":")
+        if topic and re.fullmatch(r"\d+(,\d+)*", partitions):
+            found += [f"{topic}:{p}" for p in partitions.split(",")]
+    return sorted(found)
 
 
 OnBatch = Callable[[Any, list[Any]], None]

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -60,15 +61,14 @@ def text(message: Any) -> str:
     return str(decode_lenient(message.value() or b"").get("message", message.value()))
 
 
-def new_share_group(run: Run, label: str, **configs: Any) -> str:
+def new_share_group(run: Run, label: str, configs: Mapping[str, Any] | None = None) -> str:
     """The name of share group ``label``, its settings set before any member joins:
     ``share.auto.offset.reset=earliest`` (Kafka's default is ``latest``: a new group
-    would skip what is already in the topic) and ``configs`` (dots as
-    underscores: ``share_delivery_count_limit=3``)."""
+    would skip what is already in the topic) and ``configs``, e.g.
+    ``{"share.delivery.count.limit": 3}``."""
     group = run.group(label)
-    settings = {share.AUTO_OFFSET_RESET: "earliest",
-                **{key.replace("_", "."): value for key, value in configs.items()}}
-    share.set_group_config(group, settings, run.settings)
+    share.set_group_config(group, {share.AUTO_OFFSET_RESET: "earliest", **(configs or {})},
+                           run.settings)
     return group
 
 
@@ -105,8 +105,7 @@ def acknowledge_each(
         configs.update({"errors.deadletterqueue.topic.name": dlq,
                         "errors.deadletterqueue.copy.record.enable": "true"})
     topic = run.topic(label, partitions=1)
-    group = new_share_group(run, f"{label}-workers", **{k.replace(".", "_"): v
-                                                       for k, v in configs.items()})
+    group = new_share_group(run, f"{label}-workers", configs)
     limit = int(share.group_config(group, [share.DELIVERY_COUNT_LIMIT],
                                    run.settings)[share.DELIVERY_COUNT_LIMIT])
     deliveries: list[dict[str, Any]] = []
@@ -216,8 +215,7 @@ def hold_and_crash(run: Run, how: str, *, count: int = 3, lock_ms: int = 4000,
     configs = {share.LOCK_DURATION_MS: lock_ms}
     if how == "kill":  # a frozen member keeps Kafka's 45 s: it is thawed long before
         configs[share.SESSION_TIMEOUT_MS] = session_ms
-    group = new_share_group(run, f"{how}-workers",
-                            **{k.replace(".", "_"): v for k, v in configs.items()})
+    group = new_share_group(run, f"{how}-workers", configs)
     holder = _start_holder(run, topic, group)
     came_back: list[dict[str, Any]] = []
     try:
