@@ -85,14 +85,16 @@ def dead_letter_topic(run: Run, label: str) -> str:
 
 def acknowledge_each(
     run: Run, texts: Sequence[str], decide: Decide, *, label: str = "acks",
-    limit: int | None = None, dead_letters: bool = False, timeout_s: float = 20.0,
+    limit: int | None = None, dead_letters: bool = False, quiet_s: float = 1.0,
+    timeout_s: float = 20.0,
 ) -> dict[str, Any]:
     """Write ``texts`` to a new one-partition topic; one share consumer asks
     ``decide(text, delivery_count)`` what to do with each delivery (``"accept"``,
     ``"release"`` or ``"reject"``) and acknowledges it so. The group archives a
     record after ``limit`` deliveries (``share.delivery.count.limit``; Kafka's
     default 5); with ``dead_letters`` it also writes rejected and archived records
-    to a dead-letter topic.
+    to a dead-letter topic. Once every record is finished, the consumer goes on
+    polling for ``quiet_s`` seconds: any further delivery would show in the rows.
 
     Returns ``deliveries`` (one row per delivery, by record then count), the
     group's ``offsets`` afterwards and, with ``dead_letters``, what the dead-letter
@@ -134,6 +136,7 @@ def acknowledge_each(
     start_in_order([member])
     try:
         wait_until(settled, timeout_s, 0.05, what="every record accepted, rejected or archived")
+        time.sleep(quiet_s)  # the experiment: does anything come back after that?
     finally:
         stop_all([member])
     order = {t: i for i, t in enumerate(texts)}
