@@ -20,6 +20,7 @@ from rstream import amqp_decoder
 
 from queue_exp.clients import kafka_admin
 from queue_exp.clients.streams import connection_args
+from queue_exp.course.compare.io import read_queue
 from queue_exp.course.exercises import share_groups as gx
 from queue_exp.course.exercises import streams as sx
 from queue_exp.course.run import Run
@@ -83,6 +84,11 @@ def test_replay_since_a_moment(workspace):
     reverse = reader(settings)
     assert failed(sx.check_replay(task, lambda s, t: reverse(s, t)[::-1]),
                   "not oldest first")
+
+    def with_a_helper(stream, since):
+        return [m["message"] for m in read_queue(settings, stream, offset=since)]
+
+    assert failed(sx.check_replay(task, with_a_helper), "`read_queue`", "write it with pika")
 
 
 def processor(address, query=True, store=True, plus=1):
@@ -183,8 +189,8 @@ def configure(task, **configs):
 
 def test_give_up_after_three_tries(workspace):
     task = gx.setup_limit(workspace)
-    assert failed(gx.check_limit(task), "starts at `latest`", "after 5 deliveries (the default)",
-                  "share.delivery.count.limit")
+    assert failed(gx.check_limit(task), "starts at the end of the log (latest",
+                  "after 5 deliveries (the default)", "share.delivery.count.limit")
     configure(task, share_auto_offset_reset="earliest")
     fb = gx.check_limit(task)
     assert failed(fb, "the task says 3") and "✓ `emails-senders` starts at the oldest" in fb.text

@@ -29,6 +29,7 @@ from queue_exp.course.exercises.feedback import count
 from queue_exp.course.exercises.feedback import describe_error
 from queue_exp.course.exercises.feedback import friendly_errors
 from queue_exp.course.exercises.feedback import quoted
+from queue_exp.course.exercises.feedback import refuse_helpers
 from queue_exp.course.kafka.log import produce
 from queue_exp.course.run import Run
 from queue_exp.course.share_groups import acknowledge_each
@@ -122,6 +123,8 @@ def check_careful(task: ShareTask, on_batch: object) -> Feedback:
     if not callable(on_batch):
         return fb.fail("`on_batch` is not a function",
                        "define `def on_batch(consumer, messages):`")
+    if refuse_helpers(fb, "on_batch", on_batch, ACK_HINT, "confluent-kafka"):
+        return fb
     assert task.run is not None
     group = task.run.fresh_name("payments-workers")  # a new group for every check
     share.set_group_config(group, {share.AUTO_OFFSET_RESET: "earliest"}, task.settings)
@@ -239,8 +242,8 @@ def check_limit(task: ShareTask) -> Feedback:
         fb.ok(f"`{group}` starts at the oldest record: it will see the "
               f"{len(EMAILS)} emails already in `{emails}`")
     else:
-        fb.fail(f"`{group}` starts at `{reset}` (Kafka's default): it would skip the "
-                f"{len(EMAILS)} emails already in `{emails}`", hint)
+        fb.fail(f"`{group}` starts at the end of the log ({reset}, Kafka's default): it "
+                f"would skip the {len(EMAILS)} emails already in `{emails}`", hint)
     if limit == 3:
         fb.ok(f"`{group}` archives a record after {limit} deliveries")
     else:

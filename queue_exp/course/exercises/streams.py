@@ -32,6 +32,7 @@ from queue_exp.course.exercises.feedback import friendly_errors
 from queue_exp.course.exercises.feedback import kind
 from queue_exp.course.exercises.feedback import not_finished
 from queue_exp.course.exercises.feedback import quoted
+from queue_exp.course.exercises.feedback import refuse_helpers
 from queue_exp.course.exercises.feedback import run_learner_code
 from queue_exp.course.run import Run
 from queue_exp.course.streams.reading import STREAM
@@ -93,6 +94,8 @@ def check_replay(task: StreamTask, read_since: object) -> Feedback:
     if not callable(read_since):
         return fb.fail("`read_since` is not a function",
                        "define `def read_since(stream, since):`")
+    if refuse_helpers(fb, "read_since", read_since, REPLAY_HINT, "pika"):
+        return fb
     run = run_learner_code(read_since, task.stream, task.since, timeout_s=LEARNER_TIMEOUT_S)
     if run.timed_out:
         return not_finished(fb, "read_since", run, LEARNER_TIMEOUT_S, task.label, STOP_HINT)
@@ -166,6 +169,8 @@ def check_resume(task: StreamTask, process_new: object) -> Feedback:
     if not callable(process_new):
         return fb.fail("`process_new` is not a function",
                        "define `async def process_new(stream, name):`")
+    if refuse_helpers(fb, "process_new", process_new, hint, "rstream"):
+        return fb
     assert task.run is not None
     stream = task.run.fresh_name("invoices-check")  # a new stream for every check
     task.run.queue(task.run.label(stream), **STREAM)
