@@ -143,6 +143,7 @@ def _kafka_command(name: str, args: list[str]) -> list[str]:
     # a tool is a short-lived JVM: no optimising compiler, the smallest collector,
     # and a class-data archive made on the first run (about twice as fast to start)
     jvm = [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
+           "-Xlog:cds=off,cds+dynamic=off",  # making the archive warns on stdout
            *_class_archive(libs), f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
     return [*jvm, KAFKA_TOOLS[name], *args]
 
