@@ -58,6 +58,20 @@ class ToolRun:
     def ok(self) -> bool:
         return self.returncode == 0
 
+    def grep(self, text: str) -> ToolRun:
+        """Only the rows that contain ``text``, as ``| grep text`` would keep them, but
+        with the table's header: a table is tab-separated (rabbitmqctl's), its first
+        row the header; lines that are not rows ("Listing queues …") stay too. For a
+        shared broker: ``tool("rabbitmqctl", "list_queues", …).grep(run.namespace)``."""
+        kept, header = [], True
+        for line in self.stdout.splitlines(keepends=True):
+            if "\t" not in line or text in line:
+                kept.append(line)
+            elif header:
+                kept.append(line)
+            header = header and "\t" not in line
+        return ToolRun(self.command, self.returncode, "".join(kept), self.stderr)
+
     def __str__(self) -> str:
         text = self.stdout.rstrip("\n")
         if not self.ok:

@@ -52,6 +52,21 @@ def test_rabbitmqctl_sees_a_queue_of_the_run(run):
     assert any(line.split()[0] == queue for line in listed.stdout.splitlines() if line.strip())
 
 
+def test_grep_keeps_the_header_and_the_rows_that_match(run):
+    if not (read_state().get("rabbitmq") or {}).get("managed"):
+        pytest.skip("the session's RabbitMQ is not the launcher's")
+    mine = run.queue("mine")
+    with Run("test-tools-other") as other:
+        theirs = other.queue("theirs")
+        listed = tool("rabbitmqctl", "list_queues", "name", "messages_ready")
+        assert theirs in listed.stdout  # the broker has both ...
+        kept = listed.grep(run.namespace)
+    lines = kept.stdout.splitlines()
+    assert "name\tmessages_ready" in lines  # ... the header stays ...
+    assert f"{mine}\t0" in lines and theirs not in kept.stdout  # ... only this run's rows
+    assert all(run.namespace in line for line in lines if "\t" in line and line[:4] != "name")
+
+
 def test_a_rabbitmq_elsewhere_answers_where_to_run_the_tool(monkeypatch, tmp_path):
     # a teacher's server: no Docker here, so the answer (not an exception: a notebook
     # goes on to its next cell) says where the tool runs
