@@ -19,9 +19,13 @@ PYTEST_ARGS ?=
 NEXT_HOME ?= $(CURDIR)/.queue_exp/next
 NEXT_ROOT ?= $(CURDIR)/.queue_exp/rabbitmq-next-root
 NEXT_TESTS ?= tests/clients/test_rabbitmq.py tests/clients/test_consumers.py \
-	tests/api/test_rabbitmq_routing.py tests/course/test_rabbitmq.py \
+	tests/api/test_rabbitmq_routing.py tests/course/test_rabbitmq.py tests/course/test_streams.py \
+	tests/course/test_compare.py tests/course/test_perf.py tests/course/test_exercises.py \
+	tests/course/test_exercises_streams_share_groups.py \
 	notebooks/05-*.ipynb notebooks/06-*.ipynb notebooks/07-*.ipynb notebooks/08-*.ipynb \
-	notebooks/exercises/07-*.ipynb teacher/solutions/07-*.ipynb
+	notebooks/10-*.ipynb notebooks/11-*.ipynb \
+	notebooks/exercises/0[678]-*.ipynb teacher/solutions/0[678]-*.ipynb \
+	notebooks/exercises/10-*.ipynb teacher/solutions/10-*.ipynb
 
 .PHONY: help setup system-deps lab test test-rabbitmq-next brokers brokers-down brokers-status cluster cluster-down serve bench html lint notebooks clean
 

@@ -136,7 +136,17 @@ def tool_command(args: argparse.Namespace) -> int:
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("queue_exp.api:app", host=args.host, port=args.port, log_level="info")
+    from queue_exp.api import app
+    from queue_exp.api.live import end_streams
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            # an open /live page's stream never ends by itself: end it, or Ctrl-C
+            # would wait for it
+            end_streams(app)
+            super().handle_exit(sig, frame)
+
+    Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info")).run()
     return 0
 
 

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     broker_timeout_ms: int = Field(4000, ge=100, alias="QUEUE_EXP_BROKER_TIMEOUT_MS")
     max_body_bytes: int = Field(1024 * 1024, ge=1, alias="QUEUE_EXP_MAX_BODY_BYTES")
     max_pending_publishes: int = Field(10_000, ge=1, alias="QUEUE_EXP_MAX_PENDING_PUBLISHES")
+    # how often /live looks at each broker while a page is open. RabbitMQ's queue
+    # counters reach its management API 0.6-1.5 s after the fact (with the embedded
+    # broker's 0.5 s statistics): looking twice a second keeps a change on the page
+    # within 2 s of it; once a second would not, always.
+    live_interval_ms: int = Field(500, ge=200, le=60_000, alias="QUEUE_EXP_LIVE_INTERVAL_MS")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
@@ -166,6 +171,10 @@ class Settings(BaseSettings):
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` (field names), e.g. ``replace(namespace="alice")``."""
         return self.model_copy(update=changes)
+
+    @property
+    def live_interval_s(self) -> float:
+        return self.live_interval_ms / 1000
 
     @property
     def broker_timeout_s(self) -> float:

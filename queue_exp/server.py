@@ -6,6 +6,7 @@ own event loop, on a free loopback port, and returns a handle::
 
     api = start_api()
     httpx.get(api.url("/health")).json()
+    api.live(namespace=run.namespace)     # the live view under the cell
     api.stop()
 
 Calling it again returns the running server; it is stopped at interpreter exit.
@@ -21,6 +22,7 @@ import time
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import uvicorn
@@ -65,9 +67,31 @@ class ApiServer:
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.client.post(path, **kwargs)
 
+    def live(self, namespace: str | None = None, height: int = 560, *,
+             topic: str | None = None, queue: str | None = None,
+             show: str | None = None) -> Any:
+        """The live view of both brokers in an IFrame, for a notebook cell's output:
+        ``api.live(namespace=run.namespace)``. ``topic``/``queue`` show only that one;
+        ``show="kafka"`` or ``"rabbitmq"`` only that broker (a narrow cell fits one)."""
+        from IPython.display import IFrame  # late: the package does not need IPython
+
+        return IFrame(self.live_url(namespace, topic=topic, queue=queue, show=show),
+                      width="100%", height=height)
+
+    def live_url(self, namespace: str | None = None, *, topic: str | None = None,
+                 queue: str | None = None, show: str | None = None) -> str:
+        """The address of ``/live`` with these choices (open it in a browser tab)."""
+        params = {key: value for key, value in (("namespace", namespace), ("topic", topic),
+                                                ("queue", queue), ("show", show))
+                  if value is not None}
+        return self.url("/live") + ("?" + urlencode(params) if params else "")
+
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stop the server (runs the app's shutdown: consumers stop, clients close)."""
         global _running
+        from queue_exp.api.live import end_streams
+
+        end_streams(self._server.config.app)  # open /live pages would hold the shutdown
         self._server.should_exit = True
         self._thread.join(timeout_s)
         if self._thread.is_alive():

@@ -97,6 +97,12 @@ class MessageStore:
         # outside the lock: the consumer thread keeps adding while this renders
         return [_materialize(item) for item in items]
 
+    def newest(self, count: int) -> list[dict[str, Any]]:
+        """The ``count`` newest messages, newest first (renders only those)."""
+        with self._lock:
+            items = [self._items[-i] for i in range(1, min(count, len(self._items)) + 1)]
+        return [_materialize(item) for item in items]
+
     @property
     def received(self) -> int:
         with self._lock:

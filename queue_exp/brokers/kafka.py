@@ -158,17 +158,30 @@ group.initial.rebalance.delay.ms=0
 # first check after 30 s), so a retention lesson sees records vanish in seconds.
 log.retention.check.interval.ms=1000
 log.initial.task.delay.ms=1000
+# Share groups (notebook 11): members heartbeat every second (default: every 5 s,
+# so a new share consumer waited about 5 s for its first records); a group may
+# set its record lock as short as 1 s (default floor: 15 s), so a frozen member's
+# records come back within a lesson, and its session timeout as short as 6 s
+# (default floor: 45 s), so a killed member leaves the group soon after. The
+# defaults for the lock (30 s) and the session (45 s) stay as they are.
+group.share.heartbeat.interval.ms=1000
+group.share.min.heartbeat.interval.ms=1000
+group.share.min.record.lock.duration.ms=1000
+group.share.min.session.timeout.ms=6000
 """
 
-LOG4J2_PROPERTIES = """\
+def log4j2_properties(level: str = "INFO", target: str = "SYSTEM_OUT") -> str:
+    """Log4j 2 settings for a Kafka JVM: one console appender at ``level``. Every
+    client and server config dump is logged at INFO: kept out, so logs stay readable."""
+    return f"""\
 status = warn
 appender.console.type = Console
-appender.console.name = STDOUT
+appender.console.name = CONSOLE
+appender.console.target = {target}
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.stdout.ref = STDOUT
-# every client and server config dump is logged at INFO: keep the log readable
+rootLogger.level = {level}
+rootLogger.appenderRef.console.ref = CONSOLE
 logger.config.name = org.apache.kafka.common.config.AbstractConfig
 logger.config.level = WARN
 """
@@ -185,9 +198,10 @@ def jvm_command(java: str, libs: Path, log4j: Path, heap: str = HEAP,
                 *flags: str) -> list[str]:
     """``java`` with a capped heap, Kafka's logging config and its jars: add a main
     class and its arguments."""
-    if not log4j.exists() or log4j.read_text() != LOG4J2_PROPERTIES:
+    wanted = log4j2_properties()
+    if not log4j.exists() or log4j.read_text() != wanted:
         log4j.parent.mkdir(parents=True, exist_ok=True)
-        log4j.write_text(LOG4J2_PROPERTIES)
+        log4j.write_text(wanted)
     return [java, f"-Xmx{heap}", *flags, "-XX:+UseG1GC", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
 

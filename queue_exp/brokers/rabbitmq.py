@@ -10,12 +10,15 @@ management, distribution and epmd ports, all on 127.0.0.1. Calls the scripts in
 runs inside that chroot, with ``/proc`` mounted in a mount namespace of its own,
 and is reached on loopback exactly like the host's one. Paths the node reads
 from its environment are chroot-relative; the launcher keeps the same files
-under ``<root>/srv/queue_exp``. ``QUEUE_EXP_RABBITMQ_EXTRA_CONF`` adds lines to
-``rabbitmq.conf`` (e.g. a newer broker's ``deprecated_features`` settings).
+under ``<root>/srv/queue_exp/<home>``, one directory per ``QUEUE_EXP_HOME`` (a
+digest of its path), so two checkouts can share one root without sharing data.
+``QUEUE_EXP_RABBITMQ_EXTRA_CONF`` adds lines to ``rabbitmq.conf`` (e.g. a newer
+broker's ``deprecated_features`` settings).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -83,7 +86,9 @@ class Node:
     @classmethod
     def embedded(cls, home: Path, ports: dict[str, int]) -> Node:
         root = _root()
-        base = root / "srv" / "queue_exp" if root else home / "rabbitmq"
+        # one directory per home inside a shared root: each has its own node's data
+        base = (root / "srv" / "queue_exp" / hashlib.sha256(str(home).encode()).hexdigest()[:12]
+                if root else home / "rabbitmq")
         return cls(NODE, base, ports, root)
 
     @classmethod

@@ -314,7 +314,10 @@ class RabbitConsumerThread(ConsumerThread):
             channel.basic_consume(
                 self.queue, lambda ch, method, props, body: self.on_message(
                     self, ch, method, props, body),
-                auto_ack=self.auto_ack, arguments=self.arguments)
+                auto_ack=self.auto_ack, arguments=self.arguments,
+                # the thread's name as its consumer tag: the management UI and /live
+                # then say which worker holds which unacked messages
+                consumer_tag=self.name)
             self.ready.set()  # the broker has registered us: deliveries may start
             while not self.stopping:
                 # returns once it has dispatched what arrived, or after poll_s

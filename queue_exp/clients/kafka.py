@@ -137,7 +137,8 @@ def record_to_dict(record: Any) -> dict[str, Any]:
     """A ConsumerRecord as the API and the notebooks show it: the message plus
     where it sits in the log (topic, partition, offset)."""
     item = decode_lenient(record.value)
-    if record.key is not None and "key" not in item:
+    if record.key is not None and item.get("key") is None:
+        # the record's own key (a client that sends a key but no "key" in its JSON)
         item["key"] = record.key.decode("utf-8", errors="replace")
     item.update(topic=record.topic, partition=record.partition, offset=record.offset)
     return item

@@ -1,12 +1,15 @@
 """Kafka administration on kafka-python's ``KafkaAdminClient``: create, describe
 and delete topics and groups, and read the offsets that describe a log.
 
-Every call opens an admin client, is bounded by the broker timeout and closes it.
+Every call opens an admin client, is bounded by the broker timeout and closes it,
+except :func:`cluster_state`, which the live view calls once a second on an admin
+client it keeps open.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +21,7 @@ from kafka.admin import ConfigResource
 from kafka.admin import ConfigResourceType
 from kafka.admin import NewTopic
 from kafka.admin import OffsetSpec
+from kafka.errors import KafkaError
 from kafka.errors import KafkaTimeoutError
 from kafka.errors import RetriableError
 from kafka.errors import TopicAlreadyExistsError
@@ -234,3 +238,110 @@ def group_members(group_id: str, settings: Settings | None = None) -> list[dict[
                         "member_id": member["member_id"],
                         "partitions": {a["topic"]: sorted(a["partitions"]) for a in assigned}})
     return sorted(members, key=lambda m: m["member_id"])
+
+
+# ------------------------------------------------------------- the live view
+
+
+def cluster_state(admin: KafkaAdminClient, wanted: Callable[[str], bool]) -> dict[str, Any]:
+    """One look at the cluster for the live view, on an open ``admin`` client: the
+    brokers; every topic and group name; and for the ``wanted`` topics their
+    partitions (leader, replicas, in-sync replicas, log-start and end offsets), for
+    the ``wanted`` groups their state, members with assigned partitions, and
+    committed offsets. About seven requests, however many topics and groups."""
+    cluster = admin.describe_cluster()
+    described = admin.describe_topics()  # every topic, with leaders and ISR, in one request
+    topics = {
+        t["name"]: sorted(t["partitions"], key=lambda p: p["partition_index"])
+        for t in described
+        if t["error_code"] == 0 and not t["is_internal"] and not t["name"].startswith("__")
+    }
+    shown = {name: parts for name, parts in topics.items() if wanted(name)}
+    offsets = _log_bounds(admin, shown)
+    listed = {g["group_id"]: g for g in admin.list_groups()}
+    groups = sorted(g for g in listed if wanted(g))
+    return {
+        "brokers": [{"id": b["broker_id"], "host": b["host"], "port": b["port"]}
+                    for b in cluster["brokers"]],
+        "names": {"topics": sorted(topics), "groups": sorted(listed)},
+        "topics": {
+            name: [{
+                "partition": p["partition_index"],
+                "leader": p["leader_id"],
+                "replicas": p["replica_nodes"],
+                "isr": p["isr_nodes"],
+                **offsets.get((name, p["partition_index"]), {"start": None, "end": None}),
+            } for p in parts]
+            for name, parts in shown.items()
+        },
+        "groups": _groups(admin, groups, listed),
+    }
+
+
+def _log_bounds(admin: KafkaAdminClient, topics: dict[str, list]) -> dict[tuple, dict]:
+    """(topic, partition) -> log-start and end offset, in two requests per leader."""
+    every = {name: [TopicPartition(name, p["partition_index"]) for p in parts]
+             for name, parts in topics.items()}
+    try:
+        return _bounds(admin, [tp for tps in every.values() for tp in tps])
+    except KafkaTimeoutError:
+        raise
+    except KafkaError:
+        # a topic created or deleted a moment ago may have no leader: leave out its
+        # offsets, not everyone's
+        found: dict[tuple, dict] = {}
+        for tps in every.values():
+            try:
+                found.update(_bounds(admin, tps))
+            except KafkaTimeoutError:
+                raise
+            except KafkaError as exc:
+                log.debug("no offsets for %s yet: %s", tps[0].topic, exc)
+        return found
+
+
+def _bounds(admin: KafkaAdminClient, tps: list[TopicPartition]) -> dict[tuple, dict]:
+    if not tps:
+        return {}
+    start = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps})
+    end = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
+    return {(tp.topic, tp.partition): {"start": start[tp].offset, "end": end[tp].offset}
+            for tp in tps}
+
+
+def _groups(admin: KafkaAdminClient, group_ids: list[str], listed: dict[str, dict]
+            ) -> dict[str, dict[str, Any]]:
+    if not group_ids:
+        return {}
+    try:
+        described = admin.describe_groups(group_ids)
+        committed = admin.list_group_offsets({g: None for g in group_ids})
+    except KafkaTimeoutError:
+        raise
+    except KafkaError as exc:
+        # a group being deleted right now fails the whole batch: its state and
+        # members are still shown; offsets come back at the next poll
+        log.debug("could not describe groups %s: %s", group_ids, exc)
+        described, committed = {}, {}
+    groups = {}
+    for group_id in group_ids:
+        members = []
+        for member in (described.get(group_id) or {}).get("members") or []:
+            assigned = (member.get("member_assignment") or {}).get("assigned_partitions") or []
+            members.append({
+                "member_id": member["member_id"],
+                "client_id": member["client_id"],
+                "host": member.get("client_host", "").lstrip("/"),
+                "assigned": {a["topic"]: sorted(a["partitions"]) for a in assigned},
+                "subscribed": sorted((member.get("member_metadata") or {}).get("topics") or []),
+            })
+        offsets: dict[str, dict[int, int]] = {}
+        for tp, meta in (committed.get(group_id) or {}).items():
+            if meta.offset >= 0:
+                offsets.setdefault(tp.topic, {})[tp.partition] = meta.offset
+        groups[group_id] = {
+            "state": listed[group_id].get("group_state"),
+            "members": sorted(members, key=lambda m: m["client_id"] + m["member_id"]),
+            "committed": offsets,
+        }
+    return groups

@@ -1,5 +1,6 @@
 """A small client for RabbitMQ's management HTTP API: queue counters the AMQP
-protocol does not give you (``messages_unacknowledged``, consumers).
+protocol does not give you (``messages_unacknowledged``, consumers), and for the
+live view one look at a vhost's exchanges, bindings and queues (:meth:`Management.vhost_state`).
 
 The broker computes these statistics periodically (``collect_statistics_interval``:
 5 s by default, 0.5 s on the embedded broker), so a counter read right after an
@@ -31,6 +32,23 @@ COUNTERS = {
     "consumers": "consumers",
 }
 
+# What the live view reads of each queue and exchange: the management API returns
+# only these columns (dots reach into nested objects), which keeps each poll small.
+# Message counts are cumulative totals: the caller turns them into rates over a few
+# seconds (the broker's own ``*_details.rate`` compares its last two samples, which
+# alternate between 0 and twice the true rate when statistics come every 0.5 s).
+QUEUE_COLUMNS = (
+    "name", "type", "durable", "auto_delete", "exclusive", "state", "node", "leader",
+    "members", "messages_ready", "messages_unacknowledged", "consumers",
+    "message_stats.publish", "message_stats.deliver_get", "message_stats.ack",
+    "message_stats.redeliver",
+)
+EXCHANGE_COLUMNS = ("name", "type", "durable", "auto_delete", "internal",
+                    "message_stats.publish_in")
+CONSUMER_COLUMNS = ("queue.name", "consumer_tag", "prefetch_count", "ack_required",
+                    "channel_details.name")
+CHANNEL_COLUMNS = ("name", "messages_unacknowledged")
+
 
 class ManagementUnavailable(RuntimeError):
     """The management API is unknown or does not answer; the message says what to do."""
@@ -52,11 +70,16 @@ class Management:
         vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
         self.base_url = settings.rabbitmq_management_url.rstrip("/")
         self.vhost = vhost
+        self.requests = 0  # HTTP requests sent: what this client costs the broker
         self._http = httpx.Client(
             base_url=self.base_url + "/api",
             auth=(unquote(amqp.username or "guest"), unquote(amqp.password or "guest")),
             timeout=timeout_s,
+            event_hooks={"request": [self._count]},
         )
+
+    def _count(self, _request: httpx.Request) -> None:
+        self.requests += 1
 
     def __enter__(self) -> Management:
         return self
@@ -90,9 +113,38 @@ class Management:
         vhost, queue = quote(self.vhost, safe=""), quote(name, safe="")
         return self._get(f"/queues/{vhost}/{queue}/bindings") or []
 
+    def consumers(self, queue_name: str) -> list[dict[str, Any]]:
+        """The consumers of one queue as the broker sees them (``prefetch_count``,
+        ``ack_required``, ``consumer_tag``, ...); empty if it has none."""
+        consumers = self._get(f"/consumers/{quote(self.vhost, safe='')}") or []
+        return [c for c in consumers if c.get("queue", {}).get("name") == queue_name]
+
     def list(self, kind: str) -> list[dict[str, Any]]:
         """All ``queues``, ``exchanges`` (or another collection) of this vhost."""
         return self._get(f"/{kind}/{quote(self.vhost, safe='')}", columns="name") or []
+
+    def vhost_state(self) -> dict[str, Any]:
+        """Every queue, exchange and binding of the vhost, in three requests: what the
+        live view draws. ``message_stats`` holds running totals (absent until
+        something moved)."""
+        vhost = quote(self.vhost, safe="")
+        return {
+            "queues": self._get(f"/queues/{vhost}", columns=",".join(QUEUE_COLUMNS)) or [],
+            "exchanges": self._get(f"/exchanges/{vhost}",
+                                   columns=",".join(EXCHANGE_COLUMNS)) or [],
+            "bindings": self._get(f"/bindings/{vhost}") or [],
+        }
+
+    def consumer_state(self) -> dict[str, Any]:
+        """Every consumer of the vhost (its queue, tag, prefetch, manual acks or not)
+        and every channel with the unacked messages it holds, in two requests."""
+        vhost = quote(self.vhost, safe="")
+        return {
+            "consumers": self._get(f"/consumers/{vhost}",
+                                   columns=",".join(CONSUMER_COLUMNS)) or [],
+            "channels": self._get(f"/vhosts/{vhost}/channels",
+                                  columns=",".join(CHANNEL_COLUMNS)) or [],
+        }
 
     def overview(self) -> dict[str, Any]:
         return self._get("/overview")

@@ -100,3 +100,14 @@ def test_reading_a_missing_topic_does_not_create_it(settings):
     missing = settings.name(f"never-created-{uuid.uuid4().hex[:8]}")
     assert kafka.consume(missing, max_messages=1, timeout_s=1.5, settings=settings) == []
     assert kafka_admin.partitions_of(missing, settings) == []
+
+
+def test_a_record_sent_by_another_client_shows_its_own_key(topic):
+    # a plain KafkaProducer (as the notebooks' first cells use) sends a key but no
+    # "key" in its JSON: the key shown is the record's
+    producer = kafka.make_producer()
+    body = b'{"message": "m", "timestamp": "2024-05-01T12:00:00", "source": "raw"}'
+    producer.send(topic, key=b"alice", value=body).get(timeout=10)
+    producer.close(timeout=5)
+    [record] = kafka.consume(topic, max_messages=1, timeout_s=10)
+    assert (record["message"], record["key"]) == ("m", "alice")

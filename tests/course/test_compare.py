@@ -231,19 +231,66 @@ def fake_results(stream_replay: int = 10, duplicate: bool = True):
          "worked on twice": [5] if duplicate else [], "B got flagged redelivered": "3 of 3"}]
     tx = {"read_committed reader: receipts": 10, "emails sent (outside Kafka)": 15,
           "emails sent twice": [1, 2]}
+    replay = {"sent": 10, "read again from the start": {"RabbitMQ stream": 10, "Kafka topic": 10},
+              "rows": [
+                  {"consumer": c, "broker": b, "position found on the server": found,
+                   "read": read}
+                  for c, b, found, read in (
+                      ("1st run", "RabbitMQ stream (rstream)", "none", "#1–#4"),
+                      ("1st run", "Kafka topic (consumer group)", "none", "#1–#4"),
+                      ("2nd run, after a restart", "RabbitMQ stream (rstream)", 3, "#5–#10"),
+                      ("2nd run, after a restart", "Kafka topic (consumer group)", 4,
+                       "#5–#10"))]}
+    per_message = {
+        "split": {"broker": "Kafka share group", "consumers": 3, "busy": 3},
+        "deliveries": [{"record": r, "delivery count": n} for r, n in
+                       (("#1", 1), ("#2", 1), ("#2", 2), ("#3 (poison)", 1),
+                        ("#3 (poison)", 2), ("#3 (poison)", 3))],
+        "limit": 3, "quorum limit": 2,
+        "quorum": {"attempts": [{}, {}, {}], "dead letter": {"reason": "delivery_limit"}}}
     return {"retention": retention, "fan_out": fan, "splits": splits, "orderings": orderings,
-            "crashes": crashes, "transaction": tx}
+            "crashes": crashes, "transaction": tx, "replay": replay, "per_message": per_message}
 
 
 def test_the_table_quotes_the_results():
     rows = {r["feature"]: r for r in compare.comparison_rows(fake_results())}
 
-    assert list(rows) == list(compare.SEED)
+    assert list(rows) == [*compare.SEED, "Replay and resume",
+                          "Per-message acks and a delivery limit"]
     assert rows["Scalability"]["Kafka (observed)"] == "4 consumers, 3 partitions: 3 busy, 1 idle"
     assert rows["Scalability"]["RabbitMQ (observed)"] == "4 workers, 1 queue: 4 busy"
     assert "lost #5–#7" in rows["Delivery guarantee"]["RabbitMQ (observed)"]
     assert "20 held for 2 subscribers" in rows["Model"]["RabbitMQ (observed)"]
     assert all(r["experiments"] for r in rows.values())
+
+
+def test_the_rows_where_the_lines_cross_quote_notebooks_10_and_11():
+    rows = {r["feature"]: r for r in compare.comparison_rows(fake_results())}
+    replay, acks = rows["Replay and resume"], rows["Per-message acks and a delivery limit"]
+
+    assert "found stored offset 3 and read #5–#10" in replay["RabbitMQ (observed)"]
+    assert "from 'first' got 10 of 10 again" in replay["RabbitMQ (observed)"]
+    assert "found committed offset 4 and read #5–#10" in replay["Kafka (observed)"]
+    assert "3 of 3 consumers busy on 1 partition" in acks["Kafka (observed)"]
+    assert "came back (delivery count 2)" in acks["Kafka (observed)"]
+    assert "delivered 3 times and archived" in acks["Kafka (observed)"]
+    assert "x-delivery-limit=2: delivered 3 times, then dead-lettered (delivery_limit)" \
+        in acks["RabbitMQ (observed)"]
+
+
+def test_the_crossings_experiments_give_what_the_rows_quote(run):
+    from queue_exp.course.compare import crossings
+
+    replay = crossings.replay(run, count=6, first_run=2)
+    assert replay["read again from the start"] == {"RabbitMQ stream": 6, "Kafka topic": 6}
+    assert [r["read"] for r in replay["rows"]] == ["#1, #2", "#1, #2", "#3–#6", "#3–#6"]
+
+    result = crossings.per_message(run)
+    counts = [r["delivery count"] for r in result["deliveries"] if r["record"] == crossings.POISON]
+    assert counts == [1, 2, 3] and result["split"]["busy"] == 3
+    assert len(result["quorum"]["attempts"]) == 3
+    row = compare.comparison_rows({**fake_results(), "replay": replay, "per_message": result})
+    assert row[-1]["feature"] == "Per-message acks and a delivery limit"
 
 
 def test_the_verdicts_follow_the_results():

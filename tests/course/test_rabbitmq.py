@@ -3,14 +3,20 @@ broker: each test checks the behaviour the notebook tells the learner about."""
 
 from __future__ import annotations
 
+import re
+import time
+
+import nbformat
 import pytest
 
 from queue_exp.clients import rabbitmq
 from queue_exp.clients.rabbitmq_management import Management
 from queue_exp.clients.rabbitmq_management import ManagementUnavailable
+from queue_exp.config import REPO_ROOT
 from queue_exp.config import get_settings
 from queue_exp.course import rabbitmq as rl
 from queue_exp.course.run import Run
+from queue_exp.waiting import wait_until
 
 
 @pytest.fixture
@@ -60,6 +66,30 @@ def test_a_forgotten_ack_keeps_messages_unacked_until_the_consumer_leaves(run):
     assert counters == [(0, 0, 1), (0, 2, 1), (0, 3, 1), (3, 0, 0), (0, 0, 0)]
     assert sorted(m["message"] for m in result.reread) == ["job 1", "job 2", "job 3"]
     assert all(m["redelivered"] for m in result.reread)
+
+
+def test_a_forgotten_ack_can_be_slowed_down_for_a_person_watching_the_ui(run):
+    began = time.monotonic()
+    result = rl.forgotten_ack(run, run.name("watched"), batches=(1,), hold_s=0.3)
+
+    assert [s["unacked"] for s in result.timeline] == [0, 1, 0, 0]
+    assert time.monotonic() - began >= 4 * 0.3  # every step stayed on screen
+
+
+def test_management_shows_each_consumer_with_its_prefetch(run):
+    name = run.queue("consumed")
+    connection = rabbitmq.connect(run.settings)
+    try:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=3)  # before basic_consume: it applies to that consumer
+        channel.basic_consume(name, lambda *args: None)
+        # the management API learns of a new consumer a moment later
+        consumers = wait_until(lambda: run.management.consumers(name), 5, 0.1)
+    finally:
+        connection.close()
+
+    assert [(c["prefetch_count"], c["ack_required"]) for c in consumers] == [(3, True)]
+    assert run.management.consumers(run.name("nobody-consumes")) == []
 
 
 @pytest.mark.slow
@@ -223,3 +253,40 @@ def test_management_unreachable_says_so_quickly():
 
     with Management(settings, timeout_s=1) as management, pytest.raises(ManagementUnavailable):
         management.overview()
+
+
+# ------------------------------------------------------------------ the lessons
+
+LESSONS = ["05-rabbitmq-queues-acks-durability.ipynb", "06-rabbitmq-exchanges-routing-rpc.ipynb",
+           "07-rabbitmq-confirms-dead-letters.ipynb"]
+# what the chapter's code cells show of pika itself, before any helper repeats it
+RAW_CALLS = ["BlockingConnection", "queue_declare", "basic_publish", "BasicProperties",
+             "confirm_delivery", "basic_qos", "basic_consume", "basic_ack", "basic_nack",
+             "basic_reject", "exchange_declare", "queue_bind", "reply_to", "correlation_id",
+             "x-dead-letter-exchange", "x-message-ttl", "x-queue-type"]
+
+
+def lesson(name: str) -> list:
+    return nbformat.read(REPO_ROOT / "notebooks" / name, 4).cells
+
+
+def test_the_chapter_shows_pika_itself():
+    code = "\n".join(c.source for name in LESSONS for c in lesson(name) if c.cell_type == "code")
+
+    assert [call for call in RAW_CALLS if call not in code] == []
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_a_lesson_has_a_diagram_a_recap_and_short_lines(name):
+    cells = lesson(name)
+    text = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    images = re.findall(r"\]\((img/[^)]+\.svg)\)", text)
+    long_lines = [line for c in cells if c.cell_type == "code" for line in c.source.splitlines()
+                  if len(line) > 100]
+
+    assert images and all((REPO_ROOT / "notebooks" / image).is_file() for image in images)
+    assert "**You will:**" in text and "**Time:**" in text
+    assert "> **Predict, then run.**" in text
+    assert "## Recap" in text and text.count("<details><summary>Answer</summary>") >= 2
+    assert long_lines == []
+    assert "NBVAL_CHECK_OUTPUT" not in "\n".join(c.source for c in cells)

@@ -9,6 +9,10 @@ from those rows.
 * :mod:`~queue_exp.course.compare.consumers` - sharing work, scaling past partitions, fan-out
 * :mod:`~queue_exp.course.compare.ordering` - a failed event retried (seek) or requeued (nack)
 * :mod:`~queue_exp.course.compare.delivery` - a crash between work and confirm; Kafka transactions
+* :mod:`~queue_exp.course.compare.crossings` - where the lines cross: replay from a
+  RabbitMQ stream, per-record acknowledgement in a Kafka share group (imported as
+  ``from queue_exp.course.compare import crossings``: it runs the chapters' own
+  helpers, which themselves use this package's primitives)
 * :mod:`~queue_exp.course.compare.table`, :mod:`~queue_exp.course.compare.plots` - the
   table, the pictures
 

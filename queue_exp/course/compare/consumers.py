@@ -1,6 +1,6 @@
-"""Several consumers on the same data: sharing the work (a consumer group vs
-competing consumers on a queue), scaling past the partition count, and fan-out
-(two groups vs a fanout exchange with two queues)."""
+"""Several consumers on the same data: sharing the work (a consumer group, a
+share group, or competing consumers on a queue), scaling past the partition
+count, and fan-out (two groups vs a fanout exchange with two queues)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ from queue_exp.course.compare.io import read_queue
 from queue_exp.course.compare.workers import DONE
 from queue_exp.course.compare.workers import KafkaGroup
 from queue_exp.course.compare.workers import RabbitWorkers
+from queue_exp.course.compare.workers import ShareGroup
 from queue_exp.course.kafka import log as kafka_log
 from queue_exp.course.kafka.log import produce
 from queue_exp.course.run import Run
 
 KAFKA = "Kafka"
+KAFKA_SHARE = "Kafka share group"
 RABBITMQ = "RabbitMQ"
+BROKERS = (KAFKA, KAFKA_SHARE, RABBITMQ)
 
 
 def split_work(
@@ -34,8 +37,10 @@ def split_work(
     timeout_s: float = 30.0,
 ) -> dict[str, Any]:
     """``consumers`` consumers share ``count`` tasks of ``work_s`` seconds each:
-    one Kafka group on a topic of ``partitions`` partitions (tasks spread evenly
-    over them), or competing workers (prefetch 1) on one RabbitMQ queue.
+    one Kafka consumer group (``broker="Kafka"``) or share group (``"Kafka share
+    group"``, each fetch taking one record) on a topic of ``partitions``
+    partitions (tasks spread evenly over them), or competing workers (prefetch 1)
+    on one RabbitMQ queue.
 
     The clock starts once every task is stored and every consumer is ready (the
     consumers wait at a gate until then) and stops when the last task is done.
@@ -49,26 +54,32 @@ def split_work(
         time.sleep(work_s)  # the "work": I/O-like, so threads really overlap
         return DONE
 
-    label = f"work-{consumers}"
+    label = f"work-{consumers}" if broker != KAFKA_SHARE else f"share-work-{consumers}"
+    workers: KafkaGroup | ShareGroup | RabbitWorkers
     if broker == KAFKA:
         topic = run.topic(label, partitions=partitions)
-        workers: KafkaGroup | RabbitWorkers = KafkaGroup(
-            topic, run.group(label), consumers, work, settings=run.settings)
+        workers = KafkaGroup(topic, run.group(label), consumers, work, settings=run.settings)
+    elif broker == KAFKA_SHARE:
+        topic = run.topic(label, partitions=partitions)
+        workers = ShareGroup(topic, run.group(label), consumers, work, settings=run.settings)
     elif broker == RABBITMQ:
         workers = RabbitWorkers(run.queue(label), consumers, work, prefetch=1,
                                 settings=run.settings)
     else:
-        raise ValueError(f"broker is {KAFKA!r} or {RABBITMQ!r}")
+        raise ValueError(f"broker is one of {BROKERS}")
     with workers:
         workers.start()
-        if broker == KAFKA:
-            produce(topic, tasks, spread=True, settings=run.settings)
+        if broker != RABBITMQ:
+            # a share consumer is handed a whole batch of records at a time, however
+            # few it asked for: with one batch per task, each member takes one
+            produce(topic, tasks, spread=True, one_at_a_time=broker == KAFKA_SHARE,
+                    settings=run.settings)
         else:
             publish(run.settings, tasks, queue=workers.queue_name)
         started = workers.clock()
         gate.set()
         handled = workers.wait_done(count, timeout_s)
-        assignment = workers.assignment() if broker == KAFKA else None
+        assignment = workers.assignment() if broker != RABBITMQ else None
     done = [h for h in handled if h["outcome"] == DONE]
     per_consumer = workers.per_worker()
     return {

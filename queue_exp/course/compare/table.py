@@ -10,8 +10,10 @@ from typing import Any
 from queue_exp.course.compare.delivery import AT_LEAST_ONCE
 from queue_exp.course.compare.delivery import AT_MOST_ONCE
 
-# The experiments whose results the table is built from, by name.
-RESULTS = ("retention", "fan_out", "splits", "orderings", "crashes", "transaction")
+# The experiments whose results the table is built from, by name (the last two
+# from compare.crossings: where notebooks 10 and 11 cross the seed's lines).
+RESULTS = ("retention", "fan_out", "splits", "orderings", "crashes", "transaction",
+           "replay", "per_message")
 
 # The seed README's table, word for word.
 SEED = {
@@ -55,7 +57,7 @@ def comparison_rows(results: Mapping[str, Any]) -> list[dict[str, str]]:
     """One row per line of the seed's table: what Kafka and RabbitMQ did, and
     the experiments (notebook sections) that showed it. ``results`` holds each
     experiment's result by name (see :data:`RESULTS`)."""
-    retention, fan_out, splits, orderings, crashes, transaction = (
+    retention, fan_out, splits, orderings, crashes, transaction, replay, per_message = (
         results[name] for name in RESULTS)
     sent = _read(retention, "Kafka topic", 1)
     kafka_stored = fan_out["stored"]["Kafka"]
@@ -119,13 +121,60 @@ def comparison_rows(results: Mapping[str, Any]) -> list[dict[str, str]]:
                                 f"{numbers(r_least['worked on twice'])} done twice "
                                 f"(flagged redelivered: {r_least['B got flagged redelivered']})",
          "experiments": "4, 5"},
+        _replay_row(replay),
+        _per_message_row(per_message),
     ]
+
+
+def _replay_row(replay: Mapping[str, Any]) -> dict[str, str]:
+    """Replay: a consumer resumes where the broker says it stopped, and a new one
+    reads everything again. On RabbitMQ that takes a stream."""
+    runs = {(r["broker"].split(" ")[0], r["consumer"].split(",")[0]): r for r in replay["rows"]}
+    again, sent = replay["read again from the start"], replay["sent"]
+
+    def resumed(broker: str, kept: str) -> str:
+        first, second = runs[broker, "1st run"], runs[broker, "2nd run"]
+        return (f"read {first['read']}, stopped; restarted, it found {kept} "
+                f"{second['position found on the server']} and read {second['read']}")
+
+    return {"feature": "Replay and resume",
+            "Kafka (observed)": f"{resumed('Kafka', 'committed offset')}; a new reader "
+                                f"got {again['Kafka topic']} of {sent} again",
+            "RabbitMQ (observed)": f"classic queue: no (1); stream: "
+                                   f"{resumed('RabbitMQ', 'stored offset')}; from 'first' got "
+                                   f"{again['RabbitMQ stream']} of {sent} again",
+            "experiments": "6"}
+
+
+def _per_message_row(result: Mapping[str, Any]) -> dict[str, str]:
+    """Per-message acknowledgement: a consumer group commits a position; a share
+    group and a queue settle each message, redeliver and give up on a poison one."""
+    split = result["split"]
+    counts: dict[str, list[int]] = {}
+    for row in result["deliveries"]:
+        counts.setdefault(row["record"], []).append(row["delivery count"])
+    released = max(counts["#2"])
+    poison = max(counts[next(r for r in counts if "poison" in r)])
+    attempts = len(result["quorum"]["attempts"])
+    reason = result["quorum"]["dead letter"].get("reason")
+    return {"feature": "Per-message acks and a delivery limit",
+            "Kafka (observed)": f"consumer group: no, a retry seeks back (3); share group: "
+                                f"{split['busy']} of {split['consumers']} consumers busy on 1 "
+                                f"partition, a released record came back (delivery count "
+                                f"{released}), a poison record was delivered {poison} times "
+                                f"and archived (share.delivery.count.limit="
+                                f"{result['limit']})",
+            "RabbitMQ (observed)": f"ack, nack, reject per message; a poison message in a "
+                                   f"quorum queue with x-delivery-limit="
+                                   f"{result['quorum limit']}: delivered {attempts} times, "
+                                   f"then dead-lettered ({reason})",
+            "experiments": "3, 7"}
 
 
 def seed_check(results: Mapping[str, Any]) -> list[dict[str, str]]:
     """The seed's claims next to a verdict that follows from the results (the
     same mapping as :func:`comparison_rows`)."""
-    retention, _fan_out, splits, orderings, crashes, transaction = (
+    retention, _fan_out, splits, orderings, crashes, transaction, *_crossings = (
         results[name] for name in RESULTS)
     stream_kept = _read(retention, "RabbitMQ stream", 3) == _read(retention, "Kafka topic", 1)
     k4 = _pick(splits, broker="Kafka", consumers=4)

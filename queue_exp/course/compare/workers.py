@@ -1,5 +1,6 @@
 """Consumers that run side by side, each in a thread of its own: a Kafka consumer
-group (:class:`KafkaGroup`) and competing RabbitMQ workers (:class:`RabbitWorkers`).
+group (:class:`KafkaGroup`), a Kafka share group (:class:`ShareGroup`) and
+competing RabbitMQ workers (:class:`RabbitWorkers`).
 
 Both call the same kind of handler for every message, ``handler(worker, item)``
 where ``item`` is the message as a dict (``message``, ``key``, and where it came
@@ -7,10 +8,12 @@ from), and the handler answers ``DONE`` or ``RETRY``:
 
 * RabbitMQ: ``DONE`` acks the delivery; ``RETRY`` nacks it with ``requeue=True``,
   so the broker puts it back in the queue for any worker.
-* Kafka: ``DONE`` moves on; ``RETRY`` seeks the partition back to the record, so
-  the same consumer reads it (and everything after it) again. A consumer group
-  has no per-record "give it to someone else" (Kafka 4.2's share groups add
-  one; kafka-python does not speak their protocol).
+* Kafka consumer group: ``DONE`` moves on; ``RETRY`` seeks the partition back to
+  the record, so the same consumer reads it (and everything after it) again. A
+  consumer group has no per-record "give it to someone else".
+* Kafka share group: ``DONE`` accepts the record; ``RETRY`` releases it, so the
+  broker hands it out again, to any member, with its delivery count raised: the
+  per-record "give it to someone else" a consumer group lacks.
 
 Every handling is recorded (:attr:`handled`): when it started and ended
 (``start``, ``t``: seconds since the workers were created), the worker, and the
@@ -26,10 +29,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import AcknowledgeType
+
 from queue_exp.clients import consumers
 from queue_exp.clients import kafka
 from queue_exp.clients import kafka_admin
 from queue_exp.clients import rabbitmq
+from queue_exp.clients import share
 from queue_exp.config import Settings
 from queue_exp.config import get_settings
 from queue_exp.waiting import wait_until
@@ -220,3 +226,82 @@ class RabbitWorkers(_Workers):
             channel.basic_nack(method.delivery_tag, requeue=True)
         else:
             channel.basic_ack(method.delivery_tag)  # only now may the queue forget it
+
+
+class ShareGroup(_Workers):
+    """``size`` members of share group ``group_id`` on ``topic``: ``member-1``, ...
+    Each accepts a record when its handler says ``DONE`` and releases it on
+    ``RETRY``; ``item["delivery_count"]`` says how often it was delivered.
+
+    ``start()`` returns once the broker lists every member with every partition
+    of the topic assigned (in a share group all members share all partitions).
+    ``max_poll_records`` bounds how many records one fetch takes (Kafka: 500),
+    so that a batch written at once is spread over the members."""
+
+    kind = "member"
+
+    def __init__(self, topic: str, group_id: str, size: int, handler: Handler | None = None,
+                 settings: Settings | None = None, max_poll_records: int = 1) -> None:
+        super().__init__(size, handler, settings)
+        self.topic = topic
+        self.group_id = group_id
+        self.listed: list[dict[str, Any]] = []  # the members, as the broker listed them
+        # a new share group starts at the end of the log: these start at its beginning
+        share.set_group_config(group_id, {share.AUTO_OFFSET_RESET: "earliest"}, self.settings)
+        self.threads = [
+            share.ShareConsumerThread([topic], self._on_batch(name), group_id=group_id,
+                                      name=name, settings=self.settings,
+                                      max_poll_records=max_poll_records)
+            for name in self.names
+        ]
+
+    def start(self, timeout_s: float = 20.0) -> ShareGroup:
+        partitions = kafka_admin.partitions_of(self.topic, self.settings)
+        if not partitions:
+            raise ValueError(f"topic {self.topic!r} does not exist")
+        consumers.start_in_order(self.threads)
+        wanted = sorted(f"{self.topic}:{p}" for p in partitions)
+
+        def all_assigned() -> bool:
+            self.listed = share.members(self.group_id, self.settings)
+            return len(self.listed) == self.size and all(
+                sorted(m["assignment"]) == wanted for m in self.listed)
+
+        try:
+            wait_until(all_assigned, timeout_s, 0.2, what="every share-group member assigned")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def assignment(self) -> dict[str, list[int]]:
+        """Each member's partitions, as ``kafka-share-groups --members`` listed them
+        when the group started."""
+        prefix = self.settings.name(f"{self.group_id}.")
+        return {m["client_id"].removeprefix(prefix):
+                sorted(int(a.rsplit(":", 1)[1]) for a in m["assignment"])
+                for m in self.listed}
+
+    def _on_batch(self, name: str):
+        def on_batch(consumer: Any, messages: list[Any]) -> None:
+            for message in messages:
+                if self._closing.is_set():
+                    return  # unacknowledged: closing the consumer releases them
+                item = kafka.record_to_dict(_Record(message))
+                item["delivery_count"] = message.delivery_count()
+                item["redelivered"] = message.delivery_count() > 1
+                outcome = self._handle(name, item)
+                consumer.acknowledge(message, AcknowledgeType.RELEASE if outcome == RETRY
+                                     else AcknowledgeType.ACCEPT)
+            consumer.commit_sync(10)
+        return on_batch
+
+
+class _Record:
+    """A confluent-kafka message with the attributes of a kafka-python record,
+    so both are turned into a dict by the same ``record_to_dict``."""
+
+    def __init__(self, message: Any) -> None:
+        self.topic, self.partition, self.offset = (message.topic(), message.partition(),
+                                                   message.offset())
+        self.key, self.value = message.key(), message.value()

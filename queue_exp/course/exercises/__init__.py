@@ -4,7 +4,10 @@ One module per chapter, each with a ``setup_…()`` and a ``check_…()`` per ex
 
 * :mod:`~queue_exp.course.exercises.first_steps` - after notebook 01 (the API)
 * :mod:`~queue_exp.course.exercises.kafka` - after notebooks 02-04
+* :mod:`~queue_exp.course.exercises.rabbitmq_worker_routing` - after notebooks 05-06
 * :mod:`~queue_exp.course.exercises.rabbitmq` - after notebooks 05-07
+* :mod:`~queue_exp.course.exercises.streams` - after notebook 10
+* :mod:`~queue_exp.course.exercises.share_groups` - after notebook 11
 
 A setup takes the notebook's :class:`~queue_exp.course.run.Run` (fresh names: a
 setup run twice gets new ones, so it starts empty) and makes the data the

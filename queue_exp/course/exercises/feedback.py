@@ -2,17 +2,21 @@
 what is wrong (✗) and a hint, shown as Markdown in a notebook and as plain text
 anywhere else (both deterministic, so nbval can compare them).
 
-Also the two guards every check needs: :func:`run_learner_code` runs the
+Also the guards every check needs: :func:`run_learner_code` runs the
 learner's function in a thread with a time limit and catches what it raises,
-and :func:`friendly_errors` turns an unreachable broker into a Feedback that
-says how to start it, instead of a traceback.
+:func:`friendly_errors` turns an unreachable broker into a Feedback that
+says how to start it, instead of a traceback, and :func:`helpers_used` finds
+the course's own helpers in a learner's function (an exercise that asks for
+client code is not answered by one call to a helper that does it all).
 """
 
 from __future__ import annotations
 
+import dis
 import functools
 import logging
 import threading
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
@@ -148,6 +152,79 @@ def run_learner_code(function: Callable[..., Any], *args: Any, timeout_s: float 
         log.warning("%s did not return within %s s", getattr(function, "__name__", "?"),
                     timeout_s)
     return run
+
+
+# where the course's helpers live: they do in one call what an exercise asks the
+# learner to write with the clients (queue_exp.config, the settings, is fine to use)
+HELPER_PACKAGES = ("queue_exp.course", "queue_exp.clients")
+
+
+def _is_helper(obj: Any) -> bool:
+    if isinstance(obj, types.ModuleType):
+        module = obj.__name__
+    elif isinstance(obj, type | types.FunctionType | types.BuiltinFunctionType):
+        module = getattr(obj, "__module__", None) or ""
+    else:
+        return False  # a value (a task, the settings, a client object): not a helper
+    return module == "queue_exp" or any(module == package or module.startswith(package + ".")
+                                        for package in HELPER_PACKAGES)
+
+
+def helpers_used(function: Any) -> list[str]:
+    """The course's helpers that ``function`` calls, as written in its code
+    (``kl.read_to_end``, ``kafka_admin.group_offsets``): looked up in the names
+    its code loads, and in the learner's own functions it calls. Sorted, no repeats."""
+    found: set[str] = set()
+    seen: set[int] = set()
+
+    def visit(fn: Any) -> None:
+        code = getattr(fn, "__code__", None)
+        if code is None or id(code) in seen:
+            return
+        seen.add(id(code))
+        names = dict(getattr(fn, "__globals__", {}))
+        cells = zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False)
+        for name, cell in cells:
+            try:
+                names[name] = cell.cell_contents
+            except ValueError:  # a closure variable not assigned yet
+                pass
+        for inner in _code_objects(code):
+            instructions = list(dis.get_instructions(inner))
+            for i, ins in enumerate(instructions):
+                if ins.opname not in ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF"):
+                    continue
+                obj = names.get(ins.argval)
+                if _is_helper(obj):
+                    nxt = instructions[i + 1] if i + 1 < len(instructions) else None
+                    attribute = nxt is not None and nxt.opname in ("LOAD_ATTR", "LOAD_METHOD")
+                    found.add(f"{ins.argval}.{nxt.argval}" if attribute else ins.argval)
+                elif isinstance(obj, types.FunctionType) and obj.__globals__ is fn.__globals__:
+                    visit(obj)  # another function of the learner's: look inside it too
+
+    visit(function)
+    return sorted(found)
+
+
+def refuse_helpers(fb: Feedback, name: str, function: Any, hint: str,
+                   client: str = "the client") -> bool:
+    """Fail ``fb`` (and return True) if the learner's ``function`` calls the course's
+    helpers: the exercise asks for the client code they would hide."""
+    used = helpers_used(function)
+    if used:
+        fb.fail(f"`{name}` calls the course's {'helper' if len(used) == 1 else 'helpers'} "
+                f"{', '.join(f'`{u}`' for u in used)}, which would do the exercise for you; "
+                f"write it with {client} itself", hint)
+    return bool(used)
+
+
+def _code_objects(code: types.CodeType) -> list[types.CodeType]:
+    """``code`` and every code object nested in it (comprehensions, lambdas, inner defs)."""
+    out = [code]
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            out += _code_objects(const)
+    return out
 
 
 def describe_error(exc: BaseException, shorten: Callable[[str], str] = str) -> str:

@@ -69,7 +69,8 @@ class Task:
 
 
 def setup_critical(run: Run) -> Task:
-    """Topic exchange ``logs`` and queue ``alerts``, not bound (that is the exercise)."""
+    """Topic exchange ``logs`` and queue ``alerts`` (the names the task uses), not
+    bound: binding them is the exercise."""
     exchange, queue = run.fresh_name("logs"), run.fresh_name("alerts")
     with probes.open_channel(run.settings) as channel:
         rabbitmq.declare_exchange(channel, exchange, "topic")
@@ -82,9 +83,9 @@ def check_critical(task: Task) -> Feedback:
     """Exercise 1 · Only the critical ones"""
     fb = Feedback("Exercise 1 · Only the critical ones")
     queue, logs = task.label(task.queue), task.label(task.exchange)
-    bind_hint = ("`rabbitmq.bind_queue(channel, queue, exchange, binding_key)`; in a "
-                 "topic exchange's binding key `*` stands for exactly one word and `#` for "
-                 "zero or more")
+    bind_hint = ("`channel.queue_bind(queue=…, exchange=…, routing_key=…)`, the binding key "
+                 "as `routing_key`; in a topic exchange's binding key `*` stands for exactly "
+                 "one word and `#` for zero or more")
     if probes.ready_count(task.queue, task.settings) is None:
         return fb.fail(f"there is no queue `{queue}`", "run the setup cell again")
     if not rabbitmq.exchange_exists(task.exchange, task.settings):

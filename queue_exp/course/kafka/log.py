@@ -76,6 +76,7 @@ def produce(
     *,
     timestamps_ms: Sequence[int] | None = None,
     spread: bool = False,
+    one_at_a_time: bool = False,
     timeout_s: float = 10.0,
     settings: Settings | None = None,
 ) -> list[dict[str, Any]]:
@@ -85,7 +86,8 @@ def produce(
     and where the broker stored it (``partition``, ``offset``). The key picks the
     partition, as usual; ``spread=True`` puts message *i* on partition *i* mod *n*
     instead (an even split). ``timestamps_ms`` sets each record's timestamp
-    (default: the producer's clock)."""
+    (default: the producer's clock). ``one_at_a_time`` waits for each
+    acknowledgement before the next send, so every record is a batch of its own."""
     messages = list(messages)
     stamps = list(timestamps_ms) if timestamps_ms is not None else [None] * len(messages)
     if len(stamps) != len(messages):
@@ -95,11 +97,13 @@ def produce(
     try:
         # The idempotent producer keeps send order within a partition even with
         # several requests in flight, so all sends can go out before any reply.
-        futures = [
-            kafka.submit(producer, topic, message, timestamp_ms=stamp,
-                         partition=partitions[i % len(partitions)] if spread else None)
-            for i, (message, stamp) in enumerate(zip(messages, stamps, strict=True))
-        ]
+        futures = []
+        for i, (message, stamp) in enumerate(zip(messages, stamps, strict=True)):
+            futures.append(kafka.submit(
+                producer, topic, message, timestamp_ms=stamp,
+                partition=partitions[i % len(partitions)] if spread else None))
+            if one_at_a_time:
+                futures[-1].get(timeout=timeout_s)
         metas = [future.get(timeout=timeout_s) for future in futures]
     finally:
         producer.close(timeout=5)

@@ -5,6 +5,7 @@ run reports."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -13,6 +14,12 @@ from queue_exp.brokers import procs
 from queue_exp.config import Settings
 from queue_exp.config import get_settings
 from queue_exp.config import read_state
+
+# /proc counts a process's CPU in clock ticks (10 ms at the usual 100 Hz), so a
+# figure taken over a run of 20 ticks may be off by 2 ticks either way: 10 %.
+# Shorter runs get no broker figure rather than a wrong one ("0 %").
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+MIN_BROKER_WALL_S = 20 * TICK_S
 
 
 def broker_pids(settings: Settings | None = None) -> dict[str, int]:
@@ -63,12 +70,14 @@ class Stopwatch:
 
     def percent(self, broker: str | None = None) -> dict[str, float | None]:
         """CPU use during the block, in % of one core (200 % = both cores of
-        a 2-core machine): this process, and ``broker`` (or every local broker)."""
+        a 2-core machine): this process, and ``broker`` (or every local broker).
+        A broker's figure is ``None`` for a block shorter than
+        ``MIN_BROKER_WALL_S`` (too few clock ticks to count)."""
         wall = max(self.wall_s, 1e-9)
         out: dict[str, float | None] = {"client CPU %": round(100 * self.client_cpu_s / wall)}
         names = [broker] if broker else sorted(brokers.BROKERS)
         for name in names:
-            used = self.broker_cpu_s.get(name)
+            used = self.broker_cpu_s.get(name) if self.wall_s >= MIN_BROKER_WALL_S else None
             label = "broker CPU %" if broker else f"{_BROKER_NAMES[name]} CPU %"
             out[label] = None if used is None else round(100 * used / wall)
         return out

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from queue_exp.config import Settings
+from queue_exp.course.perf.cpu import MIN_BROKER_WALL_S
 from queue_exp.course.perf.cpu import Stopwatch
 from queue_exp.course.perf.latency import percentiles
 
@@ -49,11 +50,12 @@ class LoadResult:
     failed: int = 0
     seconds: float = 0.0
     replies: list[tuple[float, int, float]] = field(default_factory=list)
+    cpu_s: float = 0.0  # this process's CPU while sending (not its start-up)
 
     def summary(self) -> dict[str, Any]:
         return {"ok": len(self.acked), "failed": self.failed, "seconds": self.seconds,
                 "rps": len(self.acked) / max(self.seconds, 1e-9),
-                "latencies_ms": self.latencies_ms, "cpu_s": time.process_time()}
+                "latencies_ms": self.latencies_ms, "cpu_s": self.cpu_s}
 
 
 def marked_body(marker: str, invalid: bool = False) -> BodyMaker:
@@ -113,9 +115,10 @@ async def drive(
         finally:
             writer.close()
 
-    began = time.monotonic()
+    began, cpu = time.monotonic(), time.process_time()
     await asyncio.gather(*(client(n) for n in range(clients)))
     result.seconds = time.monotonic() - began
+    result.cpu_s = time.process_time() - cpu
     return result
 
 
@@ -138,39 +141,47 @@ def run_load(url: str, clients: int, *, count: int | None = None, seconds: float
 def api_load(
     base_url: str,
     path: str,
-    count: int = 1000,
+    count: int | None = None,
     concurrency: int = 16,
     *,
+    seconds: float | None = None,
     marker: str = "perf",
     invalid: bool = False,
     timeout_s: float = 15.0,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """POST ``count`` messages to ``base_url + path`` from ``concurrency`` clients
-    (:func:`run_load`). Each text carries ``marker`` so that
-    :func:`api_end_to_end` can find them among the API's received messages. With
-    ``invalid`` every body lacks a required field: the API answers 422 without
-    touching a broker (the HTTP cost alone), and 422 counts as ok. The row has
-    requests/s, request latency percentiles (send to reply), and CPU of the load
-    generator, of this process (the in-process API) and of the broker."""
+    """POST ``count`` messages (or as many as fit in ``seconds``) to
+    ``base_url + path`` from ``concurrency`` clients (:func:`run_load`). Each
+    text carries ``marker`` so that :func:`api_end_to_end` can find them among
+    the API's received messages. With ``invalid`` every body lacks a required
+    field: the API answers 422 without touching a broker (the HTTP cost alone),
+    and 422 counts as ok. The row has requests/s, request latency percentiles
+    (send to reply), and CPU of the load generator, of this process (the
+    in-process API) and of the broker, in % of one core while the requests ran
+    (not while the load generator's process started)."""
+    if (count is None) == (seconds is None):
+        raise ValueError("give count or seconds")
     with Stopwatch(settings) as watch:
-        result = run_load(base_url + path, concurrency, count=count, marker=marker,
-                          invalid=invalid, timeout_s=timeout_s)
+        result = run_load(base_url + path, concurrency, count=count, seconds=seconds,
+                          marker=marker, invalid=invalid, timeout_s=timeout_s)
     broker = "kafka" if path.startswith("/kafka") else "rabbitmq"
     latencies = result["latencies_ms"]
-    cpu = watch.percent(broker)
+    busy = max(result["seconds"], 1e-9)  # the API and the broker idle while it starts up
+    broker_s = watch.broker_cpu_s.get(broker)
     return {
         "endpoint": f"POST {path}" + (" (invalid body: 422)" if invalid else ""),
         "clients": concurrency,
-        "requests": count,
+        "requests": result["ok"] + result["failed"],
         "ok": result["ok"],
         "failed": result["failed"],
+        "seconds": round(result["seconds"], 3),
         "req/s": round(result["rps"]),
         "mean ms": round(sum(latencies) / max(len(latencies), 1), 1),
         **{f"{k} ms": round(v, 1) for k, v in percentiles(latencies).items()},
-        "load generator CPU %": round(100 * result["cpu_s"] / max(watch.wall_s, 1e-9)),
-        "API process CPU %": cpu["client CPU %"],
-        "broker CPU %": cpu["broker CPU %"],
+        "load generator CPU %": round(100 * result["cpu_s"] / busy),
+        "API process CPU %": round(100 * watch.client_cpu_s / busy),
+        "broker CPU %": None if broker_s is None or busy < MIN_BROKER_WALL_S
+        else round(100 * broker_s / busy),
         "latencies_ms": latencies,
     }
 

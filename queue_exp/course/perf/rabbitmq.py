@@ -4,7 +4,9 @@ notebook 07 in the same row shape."""
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +17,6 @@ from queue_exp.config import Settings
 from queue_exp.config import get_settings
 from queue_exp.course.perf.cpu import Stopwatch
 from queue_exp.course.perf.cpu import row
-from queue_exp.messages import Message
-from queue_exp.messages import encode
 from queue_exp.waiting import wait_until
 
 
@@ -24,6 +24,7 @@ def rabbit_publish(
     queue: str,
     bodies: Sequence[bytes],
     *,
+    seconds: float | None = None,
     what: str = "publish",
     persistent: bool = False,
     timeout_s: float = 20.0,
@@ -32,10 +33,12 @@ def rabbit_publish(
     """Publish every body to ``queue`` (through the default exchange) without
     publisher confirms, then wait until the queue holds them all: the run ends
     when the broker has every message, as with Kafka's acknowledged batches.
+    With ``seconds``, publish the bodies over and over for that long instead.
     The queue must exist, and nobody may be consuming from it."""
     settings = settings or get_settings()
     connection = rabbitmq.connect(settings)
-    done = 0
+    done = nbytes = 0
+    arrived = True
     try:
         channel = connection.channel()
 
@@ -49,20 +52,23 @@ def rabbit_publish(
         )
         deadline = time.monotonic() + timeout_s
         with Stopwatch(settings) as watch:
-            for i, body in enumerate(bodies):
-                if i % 500 == 0 and time.monotonic() > deadline:
+            stop_sending = time.monotonic() + (seconds if seconds is not None else timeout_s)
+            bodies_out = itertools.cycle(bodies) if seconds is not None else iter(bodies)
+            for body in bodies_out:
+                if time.monotonic() > min(stop_sending, deadline):
                     break
                 channel.basic_publish("", queue, body, props)
                 done += 1
+                nbytes += len(body)
             try:
                 left = max(deadline - time.monotonic(), 0.5)
                 wait_until(lambda: ready() - before >= done, left, 0.005)
             except TimeoutError:
-                done = ready() - before
+                arrived = False
     finally:
         if connection.is_open:
             connection.close()
-    return row("rabbitmq", what, done, sum(len(b) for b in bodies[:done]), watch)
+    return row("rabbitmq", what, done, nbytes, watch, **{"all arrived": arrived})
 
 
 def rabbit_consume(
@@ -102,40 +108,59 @@ def rabbit_consume(
     finally:
         if connection.is_open:
             connection.close()
-    return row("rabbitmq", what, got["messages"], got["bytes"], watch, prefetch=prefetch)
+    return row("rabbitmq", what, got["messages"], got["bytes"], watch, prefetch=prefetch,
+               **{"all read": got["messages"] == count})
+
+
+# messages per confirm mode: a tenth to a few tenths of a second each on a laptop
+# (repeat the measurement for the spread); a mode twenty times faster than
+# another gets more messages, not a run twenty times shorter
+CONFIRM_COUNTS = {"one at a time": 300, "in batches": 1_500, "asynchronously": 5_000,
+                  "no confirms": 5_000}
+# at most this many unconfirmed (None: no confirms at all); a sliding window?
+_WINDOWS = {"one at a time": (1, False), "in batches": (100, False),
+            "asynchronously": (1000, True), "no confirms": (None, False)}
 
 
 def confirm_modes(
     queue: str,
-    count: int = 1000,
-    repeats: int = 1,
+    counts: Mapping[str, int] | None = None,
+    *,
+    timeout_s: float = 20.0,
     settings: Settings | None = None,
 ) -> list[dict[str, Any]]:
-    """Notebook 07's three publisher-confirm modes (persistent messages, durable
-    queue) plus a run without confirms, in the same row shape. Without confirms
-    the run ends when the queue holds every message (counted, not yet known to
-    be on disk)."""
-    from queue_exp.course.rabbitmq import confirm_timings
+    """Notebook 07's three publisher-confirm modes (persistent messages, a
+    durable queue: its own publisher, on pika's callback-driven
+    ``SelectConnection``) plus a run without confirms on the same publisher,
+    once each, ``counts[mode]`` messages per mode (default :data:`CONFIRM_COUNTS`).
+    The run without confirms ends when the queue holds every message (counted,
+    not yet known to be on disk). The queue is purged after each mode."""
+    # notebook 07's code, measured here as it was there
+    from queue_exp.course.rabbitmq.channels import declared_queue
+    from queue_exp.course.rabbitmq.confirms import publish_timed
 
     settings = settings or get_settings()
-    rows = confirm_timings(queue, count=count, repeats=repeats, settings=settings)
-    for mode in rows:
-        mode["all arrived"] = mode["all confirmed"]  # a confirmed message is in the queue
-    bodies = [encode(Message.now("confirm me", source="confirms"))] * count
-    runs = []
-    for _ in range(repeats):
-        runs.append(rabbit_publish(queue, bodies, persistent=True, settings=settings))
+    declared_queue(queue, settings, durable=True)
+    counts = {**CONFIRM_COUNTS, **(counts or {})}
+    rows = []
+    for mode, count in counts.items():
+        window, sliding = _WINDOWS[mode]
+        run = publish_timed(queue, count, window, sliding, settings, timeout_s)
+        seconds = run["seconds"]
+        if window is None:
+            confirmed, all_in = None, run["arrived"] >= count
+        else:
+            confirmed = all_in = run["confirmed"] == count
         _purge(queue, settings)
-    seconds = sorted(r["seconds"] for r in runs)[len(runs) // 2]
-    rows.append({
-        "mode": "no confirms",
-        "unconfirmed at most": None,
-        "messages": count,
-        "all confirmed": None,
-        "seconds": seconds,
-        "all arrived": all(r["messages"] == count for r in runs),
-        "msg/s": round(count / max(seconds, 1e-9)),
-    })
+        rows.append({
+            "mode": mode,
+            "unconfirmed at most": window,
+            "messages": count,
+            "seconds": round(seconds, 3),
+            "msg/s": round(count / max(seconds, 1e-9)),
+            "all confirmed": confirmed,
+            "all arrived": all_in,
+        })
     return rows
 
 

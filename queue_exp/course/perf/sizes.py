@@ -53,18 +53,19 @@ def size_sweep(
     queue: str,
     sizes: Sequence[int] = (100, 1_000, 10_000, 60_000),
     *,
-    bytes_per_run: int = 10_000_000,
-    max_count: int = 20_000,
-    min_count: int = 100,
+    seconds: float = 0.5,
+    pool_bytes: int = 2_000_000,
     progress: Progress | None = None,
     timeout_s: float = 15.0,
     settings: Settings | None = None,
 ) -> list[dict[str, Any]]:
-    """Per message size: send about ``bytes_per_run`` bytes of messages that
-    size (between ``min_count`` and ``max_count`` messages) to a topic of its own
-    (``topic_of(size)``) and to ``queue``, then read them back from each.
+    """Per message size: send messages of that size for ``seconds`` to a topic
+    of its own (``topic_of(size)``), read that topic for ``seconds``, publish
+    them for ``seconds`` to ``queue``, then consume every message the queue got.
+    The bodies are a pool of about ``pool_bytes`` bytes, sent over and over.
     ``queue`` must exist and have no consumer. Rows: size, broker, direction,
-    msg/s, MB/s, CPU, and for Kafka's producer the records per request."""
+    messages, seconds, msg/s, MB/s, CPU, for Kafka's producer the records per
+    request, and whether everything sent arrived (and was read, on RabbitMQ)."""
     settings = settings or get_settings()
     from queue_exp.course.perf.kafka import kafka_consume
     from queue_exp.course.perf.kafka import kafka_produce
@@ -73,18 +74,23 @@ def size_sweep(
 
     rows = []
     for size in progress(sizes, desc="message sizes") if progress else sizes:
-        count = min(max_count, max(min_count, bytes_per_run // size))
-        bodies = make_bodies(count, size)
+        bodies = make_bodies(max(10, pool_bytes // size), size)
         topic = topic_of(size)
         kafka_admin.create_topic(topic, 1, settings=settings)
-        runs = [
-            kafka_produce(topic, bodies, what="send", timeout_s=timeout_s, settings=settings),
-            kafka_consume(topic, count, what="receive", timeout_s=timeout_s, settings=settings),
-            rabbit_publish(queue, bodies, what="send", timeout_s=timeout_s, settings=settings),
-            rabbit_consume(queue, count, what="receive", timeout_s=timeout_s, settings=settings),
-        ]
+        timed = {"seconds": seconds, "timeout_s": timeout_s, "settings": settings}
+        runs = [kafka_produce(topic, bodies, what="send", **timed),
+                kafka_consume(topic, what="receive", **timed),  # the log, over and over
+                rabbit_publish(queue, bodies, what="send", **timed)]
+        runs.append(rabbit_consume(queue, runs[-1]["messages"], what="receive",
+                                   timeout_s=timeout_s, settings=settings))
         for run in runs:
-            rows.append({"size B": size, **{k: run[k] for k in (
-                "broker", "what", "messages", "msg/s", "MB/s", "client CPU %", "broker CPU %")},
-                "records per request": run.get("records per request")})
+            rows.append({
+                "size B": size,
+                **{k: run[k] for k in ("broker", "what", "messages", "seconds", "msg/s", "MB/s",
+                                       "client CPU %", "broker CPU %")},
+                "records per request": run.get("records per request"),
+                # everything sent reached the broker / everything published was read
+                "complete": run.get("all acknowledged", run.get("all arrived",
+                                                                run.get("all read"))),
+            })
     return rows

@@ -34,7 +34,7 @@ from queue_exp.messages import decode_lenient
 # ------------------------------------------------------ a worker dies mid-task
 
 
-def _read_line(proc: subprocess.Popen, timeout_s: float) -> str | None:
+def first_line(proc: subprocess.Popen, timeout_s: float) -> str | None:
     """The child's first stdout line, or None if it exits or stays silent."""
     deadline = time.monotonic() + timeout_s
     buffer = b""
@@ -68,7 +68,7 @@ def kill_worker_mid_task(
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=env)
     try:
-        line = _read_line(proc, timeout_s)
+        line = first_line(proc, timeout_s)
     finally:
         proc.kill()  # the crash: no ack, no clean goodbye
         _out, err = proc.communicate(timeout=10)
@@ -144,11 +144,13 @@ class ForgottenAck:
 
 
 def forgotten_ack(
-    run: Run, queue_name: str, batches: Sequence[int] = (3, 3), timeout_s: float = 15.0
+    run: Run, queue_name: str, batches: Sequence[int] = (3, 3), timeout_s: float = 15.0,
+    hold_s: float = 0.0,
 ) -> ForgottenAck:
     """A consumer that never acks while messages arrive in ``batches``; the queue's
     counters (from the management API) after each step; then it disconnects and a
-    new consumer reads everything again."""
+    new consumer reads everything again. Each step lasts at least ``hold_s``, so that
+    a person watching the management UI (which refreshes every few seconds) sees it."""
     settings, management = run.settings, run.management
     declared_queue(queue_name, settings)
     received: list[str] = []
@@ -161,6 +163,7 @@ def forgotten_ack(
     def snapshot(step: str, **expected: int) -> None:
         counters = management.wait_for_counters(queue_name, timeout_s, **expected)
         timeline.append({"step": step, **counters})
+        time.sleep(hold_s)  # pacing for the person watching, not for the broker
 
     consumer = RabbitConsumerThread(queue_name, forget, name="forgetful", settings=settings)
     start_in_order([consumer])

@@ -20,10 +20,10 @@ from queue_exp.course.run import Run
 from queue_exp.messages import Message
 
 
-def _publish_confirmed(
+def publish_timed(
     queue_name: str,
     count: int,
-    window: int,
+    window: int | None,
     sliding: bool,
     settings: Settings,
     timeout_s: float,
@@ -32,16 +32,20 @@ def _publish_confirmed(
     callback-driven adapter) with publisher confirms, at most ``window``
     unconfirmed at any time. Without ``sliding`` the next batch goes out once the
     whole previous one is confirmed (window 1 = one at a time); with ``sliding``,
-    every confirm makes room for more at once (asynchronous publishing)."""
+    every confirm makes room for more at once (asynchronous publishing).
+
+    ``window=None``: no confirms, on the same kind of connection (so that the
+    comparison is of confirms, not of clients): every message is published at
+    once and the run ends when the queue holds them all (``arrived``)."""
     # one body and one set of properties for every message (not rabbitmq.publish,
     # which encodes each one): the timing should measure confirms, not encoding
     body = rabbitmq.encode(Message.now("confirm me", source="confirms"))
     props = pika.BasicProperties(delivery_mode=rabbitmq.PERSISTENT,
                                  content_type="application/json")
     state: dict[str, Any] = {"published": 0, "acked": 0, "nacked": 0, "start": None, "end": None,
-                             "error": None}
+                             "error": None, "arrived": 0}
     outstanding: set[int] = set()
-    limit = window
+    limit = count if window is None else window
 
     def publish_batch(channel) -> None:
         while state["published"] < count and len(outstanding) < limit:
@@ -66,6 +70,19 @@ def _publish_confirmed(
 
     channels: list = []
 
+    def count_arrived(channel) -> None:
+        # a passive declare answers with the queue's message count; asked on the
+        # publishing channel, it is answered after the publishes before it
+        def on_count(frame) -> None:
+            state["arrived"] = frame.method.message_count
+            if state["arrived"] >= count:
+                state["end"] = time.perf_counter()
+                connection.close()
+            else:
+                count_arrived(channel)
+
+        channel.queue_declare(queue_name, passive=True, callback=on_count)
+
     def on_channel(channel) -> None:
         channels.append(channel)
         channel.add_on_close_callback(lambda _ch, reason: fail(reason))
@@ -73,8 +90,13 @@ def _publish_confirmed(
         def go(_frame) -> None:
             state["start"] = time.perf_counter()
             publish_batch(channel)
+            if window is None:
+                count_arrived(channel)
 
-        channel.confirm_delivery(ack_nack_callback=on_confirm, callback=go)
+        if window is None:
+            go(None)
+        else:
+            channel.confirm_delivery(ack_nack_callback=on_confirm, callback=go)
 
     def fail(reason: Any) -> None:
         if state["end"] is None and state["error"] is None:
@@ -84,7 +106,7 @@ def _publish_confirmed(
 
     def on_timeout() -> None:
         if state["end"] is None:
-            fail(f"not all confirmed within {timeout_s} s")
+            fail(f"not all {'arrived' if window is None else 'confirmed'} within {timeout_s} s")
             if not connection.is_open and not connection.is_closing:
                 connection.ioloop.stop()
 
@@ -100,7 +122,7 @@ def _publish_confirmed(
     if state["end"] is None:
         raise RuntimeError(f"confirmed publishing failed: {state['error']!r}")
     return {"confirmed": state["acked"], "nacked": state["nacked"],
-            "seconds": state["end"] - state["start"]}
+            "arrived": state["arrived"], "seconds": state["end"] - state["start"]}
 
 
 CONFIRM_MODES = ("one at a time", "in batches", "asynchronously")
@@ -130,7 +152,7 @@ def confirm_timings(
         runs = []
         for _ in range(repeats):
             runs.append(
-                _publish_confirmed(queue_name, count, window, sliding, settings, timeout_s)
+                publish_timed(queue_name, count, window, sliding, settings, timeout_s)
             )
             with open_channel(settings, confirm=False) as channel:
                 channel.queue_purge(queue_name)
