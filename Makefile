@@ -76,7 +76,7 @@ lab: brokers
 
 # The suite starts any broker that is not already reachable and stops what it started.
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) scripts/run_tests.py $(PYTEST_ARGS)
 
 test-rabbitmq-next: setup
 	bash scripts/rabbitmq-next.sh $(NEXT_ROOT)

@@ -38,28 +38,58 @@ RESULTS = Path(__file__).with_name("results") / "latest.json"
 CLIENTS = 32
 
 
+def _broker_pids() -> dict[str, int | None]:
+    """The embedded brokers' pids (``None`` for a broker the launcher did not start)."""
+    report = brokers.status()
+    return {name: report[name].get("pid") for name in ("kafka", "rabbitmq")}
+
+
+def _cpu(pids: dict[str, int | None]) -> dict[str, float | None]:
+    """CPU seconds so far of each process (and the processes it started)."""
+    return {name: procs.cpu_seconds(pid) for name, pid in pids.items()}
+
+
 def api_send(namespace: str, seconds: float, rounds: int) -> dict:
-    """req/s of POST /kafka/send, /rabbitmq/send and a bare endpoint on one server."""
+    """req/s of POST /kafka/send, /rabbitmq/send and a bare endpoint on one server,
+    and where the CPU went per request: the API process, the load generator (this
+    process) and each broker. On a machine with fewer cores than busy processes the
+    ratio of two endpoints' throughputs is about the inverse ratio of their CPU per
+    request, so these figures say what limits ``api_kafka_send_vs_bare``. (The load
+    generator runs in a process of its own and reports its CPU while sending.)"""
     port = procs.free_port()
     server = subprocess.Popen([sys.executable, "-m", "bench.server", str(port), namespace],
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
+    endpoints = (("bare", "/bench/bare"), ("kafka", "/kafka/send"),
+                 ("rabbitmq", "/rabbitmq/send"))
+    pids = {"api": server.pid, **_broker_pids()}
     try:
         wait_until(lambda: procs.port_open("127.0.0.1", port), 30, 0.1)
         for path in ("/kafka/send", "/rabbitmq/send"):  # open the producer and publisher
             httpx.post(base + path, json=SEED_BODY, timeout=30).raise_for_status()
-        rps: dict[str, list[float]] = {"bare": [], "kafka": [], "rabbitmq": []}
+        rps: dict[str, list[float]] = {name: [] for name, _ in endpoints}
+        cpu: dict[str, dict[str, float]] = {name: {} for name, _ in endpoints}
+        requests: dict[str, int] = dict.fromkeys(rps, 0)
         for _ in range(rounds):
-            for name, path in (("bare", "/bench/bare"), ("kafka", "/kafka/send"),
-                               ("rabbitmq", "/rabbitmq/send")):
+            for name, path in endpoints:
+                before = _cpu(pids)
                 result = run_load(base + path, CLIENTS, seconds=seconds)
+                after = _cpu(pids)
                 if result["failed"]:
                     raise RuntimeError(f"{result['failed']} requests to {path} failed")
                 rps[name].append(result["rps"])
+                requests[name] += result["ok"]
+                cpu[name]["load"] = cpu[name].get("load", 0.0) + result["cpu_s"]
+                for process, value in after.items():
+                    if value is not None and before[process] is not None:
+                        cpu[name][process] = cpu[name].get(process, 0.0) + value - before[process]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
     bare, kafka, rabbit = (statistics.mean(rps[n]) for n in ("bare", "kafka", "rabbitmq"))
+    per_request = {f"cpu_ms_per_request_{name}": {process: round(1000 * total / requests[name], 3)
+                                                  for process, total in cpu[name].items()}
+                   for name in rps}
     return {
         "api_bare_rps": round(bare),
         "api_kafka_send_rps": round(kafka),
@@ -67,6 +97,7 @@ def api_send(namespace: str, seconds: float, rounds: int) -> dict:
         "api_kafka_send_vs_bare": round(kafka / bare, 3),
         "api_rabbitmq_send_vs_bare": round(rabbit / bare, 3),
         "load_clients": CLIENTS,
+        **per_request,
     }
 
 

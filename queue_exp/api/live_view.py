@@ -132,8 +132,9 @@ def _group_on_topic(group_id: str, group: dict, topic: str, partitions: list[dic
 def _topic(name: str, partitions: list[dict], groups: dict[str, dict],
            namespace: str) -> dict[str, Any]:
     parts = [{"partition": p["partition"], "start": p["start"], "end": p["end"],
-              "leader": p.get("leader"), "replicas": p.get("replicas") or [],
-              "isr": p.get("isr") or []} for p in partitions]
+              # in node order: Kafka lists the preferred leader first, which reads as a rank
+              "leader": p.get("leader"), "replicas": sorted(p.get("replicas") or []),
+              "isr": sorted(p.get("isr") or [])} for p in partitions]
     shown_groups = [g for g in (_group_on_topic(gid, group, name, parts, namespace)
                                 for gid, group in sorted(groups.items())) if g]
     return {

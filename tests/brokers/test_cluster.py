@@ -205,8 +205,10 @@ def test_the_api_answers_through_a_node_loss(whole, broker):
                 victim = victim["leader"]
             else:  # the node the API's publisher is connected to (the first), its queue's leader
                 victim = 1
+            # long enough for the worst case: a send that waited out the API's 6 s for a
+            # stalled producer, then the replacement producer's first sends
             sends = failover_api.sends_through_node_loss(
-                api, broker, lambda: handle.kill(victim), seconds=9, lose_after_s=1.5)
+                api, broker, lambda: handle.kill(victim), seconds=15, lose_after_s=1.5)
             # RabbitMQ's clean-up lists this run's queues through rabbit1's management API
             handle.start(victim, wait=broker == "rabbitmq")
             window = sends["failed window (s)"]
@@ -220,6 +222,45 @@ def test_the_api_answers_through_a_node_loss(whole, broker):
             assert any(status == 200 and t > last_failure for t, status, _ in sends["replies"])
         finally:
             api.stop()
+
+
+def test_the_live_view_follows_the_real_leaders_and_isrs(whole):
+    """/live on the cluster (as notebook 12 shows it): each partition's leader and ISR
+    as the brokers report them, and a new leader once the old one is killed."""
+    from tests.api import browser as chromium_helper
+
+    missing = chromium_helper.missing_reason()
+    if missing and not os.environ.get("CI"):
+        pytest.skip(missing)
+    from playwright.sync_api import expect
+
+    kc = whole["kafka"]
+    with Run("test-live-cluster", kc.settings, brokers=["kafka"]) as run:
+        topic = run.topic("orders", 3, {"min.insync.replicas": "2"}, replication_factor=3)
+        fk.wait_in_sync(kc.bootstrap_servers, topic, timeout_s=30)
+        victim = fk.partitions(kc.bootstrap_servers, topic)[0]["leader"]
+        api = start_api(app=create_app(run.settings))
+        page_errors: list[str] = []
+        try:
+            with chromium_helper.chromium() as browser:
+                page = browser.new_page(viewport={"width": 1280, "height": 720})
+                page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+                page.goto(api.live_url(topic=topic, show="kafka"))
+                expect(page.locator("#kafka h2")).to_contain_text("3 brokers", timeout=10_000)
+                first = page.locator(f'.partition[data-topic="{topic}"][data-partition="0"]'
+                                     " .replicas")
+                expect(first).to_have_text(f"leader: broker {victim} · in sync: 1, 2, 3",
+                                           timeout=10_000)
+                kc.kill(victim)
+                # fenced after broker.session.timeout.ms, then a new leader from the ISR
+                expect(first).not_to_contain_text(f"leader: broker {victim} ",
+                                                  timeout=FAILOVER_BUDGET_S * 1000)
+                expect(first).to_contain_text(f"NOT in sync: {victim}", timeout=10_000)
+                page.goto("about:blank")
+        finally:
+            api.stop()
+            kc.start(victim, wait=False)
+        assert page_errors == []
 
 
 # ------------------------------------------------------ last: the way down

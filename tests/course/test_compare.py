@@ -294,8 +294,8 @@ def test_the_crossings_experiments_give_what_the_rows_quote(run):
 
 
 def test_the_verdicts_follow_the_results():
-    as_seen = {r["feature"]: r["verdict"] for r in compare.seed_check(fake_results())}
-    other = {r["feature"]: r["verdict"] for r in compare.seed_check(
+    as_seen = {r["feature"]: r["verdict"] for r in compare.check_claims(fake_results())}
+    other = {r["feature"]: r["verdict"] for r in compare.check_claims(
         fake_results(stream_replay=0, duplicate=False))}
 
     assert as_seen["Message retention"].startswith("wrong for streams")

@@ -32,13 +32,13 @@ from queue_exp.course.compare.plots import plot_ordering
 from queue_exp.course.compare.plots import plot_split
 from queue_exp.course.compare.retention import read_three_times
 from queue_exp.course.compare.retention import stream_consumer_rules
-from queue_exp.course.compare.table import SEED
+from queue_exp.course.compare.table import QUOTED_TABLE
+from queue_exp.course.compare.table import check_claims
 from queue_exp.course.compare.table import comparison_rows
-from queue_exp.course.compare.table import seed_check
 
 __all__ = [
-    "AT_LEAST_ONCE", "AT_MOST_ONCE", "KEYS", "SEED", "comparison_rows",
+    "AT_LEAST_ONCE", "AT_MOST_ONCE", "KEYS", "QUOTED_TABLE", "comparison_rows",
     "crash_between_steps", "fan_out", "kafka_transaction_crash", "numbered", "plot_ordering",
-    "plot_split", "read_three_times", "retry_one", "seed_check", "split_work",
+    "plot_split", "read_three_times", "retry_one", "check_claims", "split_work",
     "stream_consumer_rules",
 ]

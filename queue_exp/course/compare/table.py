@@ -11,12 +11,12 @@ from queue_exp.course.compare.delivery import AT_LEAST_ONCE
 from queue_exp.course.compare.delivery import AT_MOST_ONCE
 
 # The experiments whose results the table is built from, by name (the last two
-# from compare.crossings: where notebooks 10 and 11 cross the seed's lines).
+# from compare.crossings: where notebooks 10 and 11 cross the table's lines).
 RESULTS = ("retention", "fan_out", "splits", "orderings", "crashes", "transaction",
            "replay", "per_message")
 
-# The seed README's table, word for word.
-SEED = {
+# The comparison table notebook 08 quotes (from the README this course grew out of), word for word.
+QUOTED_TABLE = {
     "Model": ("Distributed log", "Message broker"),
     "Use case": ("High-throughput event streaming", "Traditional message queuing"),
     "Scalability": ("Highly scalable", "Moderately scalable"),
@@ -54,7 +54,7 @@ def _read(retention: dict[str, Any], store: str, n: int) -> int:
 
 
 def comparison_rows(results: Mapping[str, Any]) -> list[dict[str, str]]:
-    """One row per line of the seed's table: what Kafka and RabbitMQ did, and
+    """One row per line of the quoted table: what Kafka and RabbitMQ did, and
     the experiments (notebook sections) that showed it. ``results`` holds each
     experiment's result by name (see :data:`RESULTS`)."""
     retention, fan_out, splits, orderings, crashes, transaction, replay, per_message = (
@@ -171,8 +171,8 @@ def _per_message_row(result: Mapping[str, Any]) -> dict[str, str]:
             "experiments": "3, 7"}
 
 
-def seed_check(results: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The seed's claims next to a verdict that follows from the results (the
+def check_claims(results: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The quoted table's claims next to a verdict that follows from the results (the
     same mapping as :func:`comparison_rows`)."""
     retention, _fan_out, splits, orderings, crashes, transaction, *_crossings = (
         results[name] for name in RESULTS)
@@ -204,6 +204,6 @@ def seed_check(results: Mapping[str, Any]) -> list[dict[str, str]]:
             + ("Kafka's exactly-once covers Kafka-to-Kafka only (emails went twice)"
                if twice_outside else "")),
     }
-    return [{"feature": feature, "seed: Kafka": kafka, "seed: RabbitMQ": rabbit,
+    return [{"feature": feature, "claimed: Kafka": kafka, "claimed: RabbitMQ": rabbit,
              "verdict": verdicts[feature]}
-            for feature, (kafka, rabbit) in SEED.items()]
+            for feature, (kafka, rabbit) in QUOTED_TABLE.items()]
