@@ -255,7 +255,7 @@ def fake_results(stream_replay: int = 10, duplicate: bool = True):
 def test_the_table_quotes_the_results():
     rows = {r["feature"]: r for r in compare.comparison_rows(fake_results())}
 
-    assert list(rows) == [*compare.SEED, "Replay and resume",
+    assert list(rows) == [*compare.QUOTED_TABLE, "Replay and resume",
                           "Per-message acks and a delivery limit"]
     assert rows["Scalability"]["Kafka (observed)"] == "4 consumers, 3 partitions: 3 busy, 1 idle"
     assert rows["Scalability"]["RabbitMQ (observed)"] == "4 workers, 1 queue: 4 busy"

@@ -78,6 +78,19 @@
   }
 
   // The child of `parent` with these classes ("column queues"), made the first time.
+  // Nothing to draw while a notice (a problem, an empty namespace) says why: empty the body.
+  function cleared(content, view) {
+    if (!(view.problem || view.empty)) return false;
+    content.replaceChildren();
+    return true;
+  }
+
+  // The section's legend, written once.
+  function legend(content, ...items) {
+    const box = slot(content, "legend");
+    if (!box.childElementCount) box.append(...items);
+  }
+
   function slot(parent, cls, tag) {
     let node = parent.querySelector(":scope > ." + cls.split(" ").join("."));
     if (!node) {
@@ -164,18 +177,12 @@
     }
     const brokers = view.brokers === 1 ? "1 broker" : `${view.brokers} brokers`;
     where(kafkaSection, `${view.address} · ${brokers}`);
-    if (view.problem || view.empty) {
-      content.replaceChildren();
-      return;
-    }
-    const legend = slot(content, "legend");
-    if (!legend.childElementCount) {
-      legend.append(
-        h("span", {}, h("span", { class: "swatch stored" }), "records"),
-        h("span", {}, h("span", { class: "swatch deleted" }), "deleted by retention"),
-        h("span", {}, h("span", { class: "swatch committed" }), "committed"),
-        h("span", {}, h("span", { class: "swatch lag" }), "lag: not yet read"));
-    }
+    if (cleared(content, view)) return;
+    legend(content,
+      h("span", {}, h("span", { class: "swatch stored" }), "records"),
+      h("span", {}, h("span", { class: "swatch deleted" }), "deleted by retention"),
+      h("span", {}, h("span", { class: "swatch committed" }), "committed"),
+      h("span", {}, h("span", { class: "swatch lag" }), "lag: not yet read"));
     const list = slot(content, "topics");
     const cards = view.topics.map((topic) => drawTopic(list, topic, view.brokers > 1));
     prune(list, cards);
@@ -303,17 +310,11 @@
     const content = rabbitSection.querySelector(".content");
     where(rabbitSection, view.address ? `${up ? "" : "at "}${view.address}` : "");
     if (!up) return;
-    if (view.problem || view.empty) {
-      content.replaceChildren();
-      return;
-    }
-    const legend = slot(content, "legend");
-    if (!legend.childElementCount) {
-      legend.append(
-        h("span", {}, h("span", { class: "swatch ready" }), "ready"),
-        h("span", {}, h("span", { class: "swatch unacked" }), "unacked: delivered, not acked"),
-        h("span", {}, "rates in messages/s"));
-    }
+    if (cleared(content, view)) return;
+    legend(content,
+      h("span", {}, h("span", { class: "swatch ready" }), "ready"),
+      h("span", {}, h("span", { class: "swatch unacked" }), "unacked: delivered, not acked"),
+      h("span", {}, "rates in messages/s"));
     const relay = new Set(view.bindings.filter((b) => b.destination_type === "exchange")
       .map((b) => b.destination));
     const graph = slot(content, "graph");

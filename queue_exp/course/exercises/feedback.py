@@ -24,6 +24,7 @@ from typing import Any
 from typing import TypeVar
 
 from queue_exp.clients.rabbitmq_management import ManagementUnavailable
+from queue_exp.config import Settings
 from queue_exp.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,27 @@ def helpers_used(function: Any) -> list[str]:
 
     visit(function)
     return sorted(found)
+
+
+class Named:
+    """A task whose full names start with its settings' namespace (a dataclass with a
+    ``settings`` field); ``label`` shortens every such name in a text."""
+
+    settings: Settings
+
+    def label(self, text: str) -> str:
+        return text.replace(self.settings.namespace + ".", "")
+
+
+def unusable(fb: Feedback, name: str, function: Any, signature: str, hint: str | None = None,
+             client: str = "the client") -> bool:
+    """Fail ``fb`` (and return True) if the learner's ``function`` is not a function
+    (``signature`` says how to define it) or, where a ``hint`` is given, if it calls
+    the course's helpers (:func:`refuse_helpers`)."""
+    if not callable(function):
+        fb.fail(f"`{name}` is not a function", f"define `{signature}`")
+        return True
+    return hint is not None and refuse_helpers(fb, name, function, hint, client)
 
 
 def refuse_helpers(fb: Feedback, name: str, function: Any, hint: str,

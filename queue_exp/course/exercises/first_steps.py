@@ -30,8 +30,8 @@ from queue_exp.course.exercises.feedback import friendly_errors
 from queue_exp.course.exercises.feedback import kind
 from queue_exp.course.exercises.feedback import not_finished
 from queue_exp.course.exercises.feedback import quoted
-from queue_exp.course.exercises.feedback import refuse_helpers
 from queue_exp.course.exercises.feedback import run_learner_code
+from queue_exp.course.exercises.feedback import unusable
 from queue_exp.course.run import Run
 
 __all__ = [
@@ -153,9 +153,8 @@ def _where(meta: Any) -> tuple[str | None, int, int] | None:
 def check_same_partition(task: KafkaTask, send_orders: Any) -> Feedback:
     """Exercise 2 · Same key, same partition"""
     fb = Feedback("Exercise 2 · Same key, same partition")
-    if not callable(send_orders):
-        return fb.fail("`send_orders` is not a function", "define `def send_orders(topic):`")
-    if refuse_helpers(fb, "send_orders", send_orders, KEY_HINT, "kafka-python"):
+    if unusable(fb, "send_orders", send_orders, "def send_orders(topic):",
+                KEY_HINT, "kafka-python"):
         return fb
     run = run_learner_code(send_orders, task.topic, timeout_s=LEARNER_TIMEOUT_S)
     if not run.finished:
@@ -245,9 +244,7 @@ def _refill(task: QueueTask) -> None:
 def check_take_two(task: QueueTask, take_two: Any) -> Feedback:
     """Exercise 3 · Take two"""
     fb = Feedback("Exercise 3 · Take two")
-    if not callable(take_two):
-        return fb.fail("`take_two` is not a function", "define `def take_two(queue):`")
-    if refuse_helpers(fb, "take_two", take_two, TAKE_HINT, "pika"):
+    if unusable(fb, "take_two", take_two, "def take_two(queue):", TAKE_HINT, "pika"):
         return fb
     _refill(task)  # the same five tasks for every try
     run = run_learner_code(take_two, task.queue, timeout_s=LEARNER_TIMEOUT_S)

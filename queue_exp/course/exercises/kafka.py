@@ -35,8 +35,8 @@ from queue_exp.course.exercises.feedback import friendly_errors
 from queue_exp.course.exercises.feedback import kind
 from queue_exp.course.exercises.feedback import not_finished
 from queue_exp.course.exercises.feedback import quoted
-from queue_exp.course.exercises.feedback import refuse_helpers
 from queue_exp.course.exercises.feedback import run_learner_code
+from queue_exp.course.exercises.feedback import unusable
 from queue_exp.course.kafka import log as kafka_log
 from queue_exp.course.kafka.groups import ConsumerGroupLab
 from queue_exp.course.run import Run
@@ -92,9 +92,7 @@ def check_read_key(task: Task, read_key: Any, keys: tuple[str, ...] = ("carol", 
                    ) -> Feedback:
     """Exercise 1 · One user's events"""
     fb = Feedback("Exercise 1 · One user's events")
-    if not callable(read_key):
-        return fb.fail("`read_key` is not a function", "define `def read_key(topic, key):`")
-    if refuse_helpers(fb, "read_key", read_key, READ_HINT, "kafka-python"):
+    if unusable(fb, "read_key", read_key, "def read_key(topic, key):", READ_HINT, "kafka-python"):
         return fb
     run = run_learner_code(lambda: {key: read_key(task.topic, key) for key in keys},
                            timeout_s=LEARNER_TIMEOUT_S)
@@ -157,10 +155,8 @@ def check_partitions(task: Task, create_topic_for: Any, consumers: tuple[int, ..
                      ) -> Feedback:
     """Exercise 2 · Enough partitions"""
     fb = Feedback("Exercise 2 · Enough partitions")
-    if not callable(create_topic_for):
-        return fb.fail("`create_topic_for` is not a function",
-                       "define `def create_topic_for(name, consumers):`")
-    if refuse_helpers(fb, "create_topic_for", create_topic_for, CREATE_HINT, "kafka-python"):
+    if unusable(fb, "create_topic_for", create_topic_for, "def create_topic_for(name, consumers):",
+                CREATE_HINT, "kafka-python"):
         return fb
     for n in consumers:
         name = f"{task.topic}-{secrets.token_hex(3)}"  # fresh on every check
@@ -260,9 +256,7 @@ def check_lag(task: Task, lag_of: Any, more: int = 3) -> Feedback:
     fb = Feedback("Exercise 3 · How far behind?")
     assert task.group is not None
     group = task.group_label
-    if not callable(lag_of):
-        return fb.fail("`lag_of` is not a function", "define `def lag_of(group, topic):`")
-    if refuse_helpers(fb, "lag_of", lag_of, LAG_HINT, "kafka-python"):
+    if unusable(fb, "lag_of", lag_of, "def lag_of(group, topic):", LAG_HINT, "kafka-python"):
         return fb
     if _committed(task.group, task.topic, task.settings) != task.expected:
         return fb.fail(f"group `{group}` has moved since the setup: its committed offsets "
@@ -357,9 +351,7 @@ def setup_replay(run: Run) -> Task:
 def check_replay(task: Task, replay: Any) -> Feedback:
     """Exercise 4 · Replay the last five minutes"""
     fb = Feedback("Exercise 4 · Replay the last five minutes")
-    if not callable(replay):
-        return fb.fail("`replay` is not a function", "define `def replay(topic, since_ms):`")
-    if refuse_helpers(fb, "replay", replay, SEEK_HINT, "kafka-python"):
+    if unusable(fb, "replay", replay, "def replay(topic, since_ms):", SEEK_HINT, "kafka-python"):
         return fb
     since, future = task.expected, kafka_log.now_ms() + 3_600_000
     records = probes.read_topic(task.topic, task.settings)

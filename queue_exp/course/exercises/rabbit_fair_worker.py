@@ -27,10 +27,12 @@ from queue_exp.clients.rabbitmq_management import Management
 from queue_exp.config import Settings
 from queue_exp.course.exercises import probes
 from queue_exp.course.exercises.feedback import Feedback
+from queue_exp.course.exercises.feedback import Named
 from queue_exp.course.exercises.feedback import count
 from queue_exp.course.exercises.feedback import describe_error
 from queue_exp.course.exercises.feedback import friendly_errors
 from queue_exp.course.exercises.feedback import quoted
+from queue_exp.course.exercises.feedback import unusable
 from queue_exp.course.exercises.learner_workers import Journal
 from queue_exp.course.exercises.learner_workers import LearnerWorker
 from queue_exp.course.exercises.learner_workers import WorkerCrash
@@ -62,14 +64,12 @@ class TryAgain(Exception):
 
 
 @dataclass(frozen=True)
-class FairWorkerTask:
+class FairWorkerTask(Named):
     """Queue ``jobs`` (its full name in ``queue``)."""
 
     queue: str
     settings: Settings = field(repr=False)
 
-    def label(self, name: str) -> str:
-        return name.removeprefix(self.settings.namespace + ".")
 
 
 def setup_fair_worker(run: Run) -> FairWorkerTask:
@@ -110,9 +110,8 @@ def _workers(task: FairWorkerTask, start_worker: Any, journal: Journal,
 def check_fair_worker(task: FairWorkerTask, start_worker: Any) -> Feedback:
     """Exercise 1 · A fair, careful worker"""
     fb = Feedback("Exercise 1 · A fair, careful worker")
-    if not callable(start_worker):
-        return fb.fail("`start_worker` is not a function",
-                       "define `def start_worker(channel, queue, work):`")
+    if unusable(fb, "start_worker", start_worker, "def start_worker(channel, queue, work):"):
+        return fb
     if probes.ready_count(task.queue, task.settings) is None:
         return fb.fail(f"there is no queue `{task.label(task.queue)}`", "run the setup cell again")
     for round_ in (_fair_round, _retry_round, _crash_round):

@@ -30,10 +30,12 @@ from queue_exp.clients.consumers import stop_all
 from queue_exp.config import Settings
 from queue_exp.course.exercises import probes
 from queue_exp.course.exercises.feedback import Feedback
+from queue_exp.course.exercises.feedback import Named
 from queue_exp.course.exercises.feedback import friendly_errors
 from queue_exp.course.exercises.feedback import kind
 from queue_exp.course.exercises.feedback import not_finished
 from queue_exp.course.exercises.feedback import run_learner_code
+from queue_exp.course.exercises.feedback import unusable
 from queue_exp.course.run import Run
 
 ASKED = (3, 1, 2)  # answered 1, 2, 3: not the order asked
@@ -54,14 +56,12 @@ WAIT_HINT = ("publish every request first, then run `connection.process_data_eve
 
 
 @dataclass(frozen=True)
-class SquaresTask:
+class SquaresTask(Named):
     """Queue ``squares`` (its full name in ``queue``), served by the check."""
 
     queue: str
     settings: Settings = field(repr=False)
 
-    def label(self, name: str) -> str:
-        return name.removeprefix(self.settings.namespace + ".")
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -130,8 +130,8 @@ def check_squares(task: SquaresTask, ask: Any) -> Feedback:
     """Exercise 2 · Ask the squares service"""
     fb = Feedback("Exercise 2 · Ask the squares service")
     squares = task.label(task.queue)
-    if not callable(ask):
-        return fb.fail("`ask` is not a function", "define `def ask(queue, numbers):`")
+    if unusable(fb, "ask", ask, "def ask(queue, numbers):"):
+        return fb
     if probes.ready_count(task.queue, task.settings) is None:
         return fb.fail(f"there is no queue `{squares}`", "run the setup cell again")
     probes.purge([task.queue], task.settings)

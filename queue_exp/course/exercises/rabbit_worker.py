@@ -29,6 +29,7 @@ from queue_exp.course.exercises.feedback import friendly_errors
 from queue_exp.course.exercises.feedback import not_finished
 from queue_exp.course.exercises.feedback import quoted
 from queue_exp.course.exercises.feedback import run_learner_code
+from queue_exp.course.exercises.feedback import unusable
 from queue_exp.course.run import Run
 
 TASKS = ("resize photo-1.jpg", "resize photo-2.jpg", "resize notes.txt",
@@ -166,9 +167,8 @@ def _run_worker(task: WorkerTask, on_message: Any, idle_s: float = 1.5,
 def check_worker(task: WorkerTask, on_message: Any) -> Feedback:
     """Exercise 2 · A careful worker"""
     fb = Feedback("Exercise 2 · A careful worker")
-    if not callable(on_message):
-        return fb.fail("`on_message` is not a function",
-                       "define `def on_message(channel, method, properties, body):`")
+    if unusable(fb, "on_message", on_message, "def on_message(channel, method, properties, body):"):
+        return fb
     probes.purge([task.queue, task.dead_letter_queue], task.settings)
     task.events.clear()
     probes.publish_texts(task.settings, [task.queue] * len(TASKS), TASKS)

@@ -21,12 +21,14 @@ from queue_exp.clients.rabbitmq_management import Management
 from queue_exp.config import Settings
 from queue_exp.course.exercises import probes
 from queue_exp.course.exercises.feedback import Feedback
+from queue_exp.course.exercises.feedback import Named
 from queue_exp.course.exercises.feedback import count
 from queue_exp.course.exercises.feedback import friendly_errors
 from queue_exp.course.exercises.feedback import kind
 from queue_exp.course.exercises.feedback import not_finished
 from queue_exp.course.exercises.feedback import quoted
 from queue_exp.course.exercises.feedback import run_learner_code
+from queue_exp.course.exercises.feedback import unusable
 from queue_exp.course.exercises.rabbit_worker import WorkerTask
 from queue_exp.course.exercises.rabbit_worker import check_worker
 from queue_exp.course.exercises.rabbit_worker import setup_worker
@@ -53,7 +55,7 @@ PROBES = {
 
 
 @dataclass(frozen=True)
-class Task:
+class Task(Named):
     """Names made for one exercise (full names; ``label`` turns them into short ones)."""
 
     queue: str
@@ -61,8 +63,6 @@ class Task:
     exchange: str = ""
     capacity: int | None = None  # x-max-length, where the queue has one
 
-    def label(self, name: str) -> str:
-        return name.removeprefix(self.settings.namespace + ".")
 
 
 # ------------------------------------------------------ 1. only the critical ones
@@ -147,9 +147,8 @@ def check_confirms(task: Task, publish_all: object, how_many: int = 8) -> Feedba
     hint = ("on a channel after `channel.confirm_delivery()`, each publish waits for the "
             "broker's answer and raises `pika.exceptions.NackError` if it refused the "
             "message: count the publishes that return normally")
-    if not callable(publish_all):
-        return fb.fail("`publish_all` is not a function",
-                       "define `def publish_all(queue, texts):`")
+    if unusable(fb, "publish_all", publish_all, "def publish_all(queue, texts):"):
+        return fb
     if probes.ready_count(task.queue, task.settings) is None:
         return fb.fail(f"there is no queue `{task.label(task.queue)}`", "run the setup cell again")
     probes.purge([task.queue], task.settings)

@@ -25,11 +25,12 @@ from queue_exp.clients.consumers import start_in_order
 from queue_exp.clients.consumers import stop_all
 from queue_exp.config import Settings
 from queue_exp.course.exercises.feedback import Feedback
+from queue_exp.course.exercises.feedback import Named
 from queue_exp.course.exercises.feedback import count
 from queue_exp.course.exercises.feedback import describe_error
 from queue_exp.course.exercises.feedback import friendly_errors
 from queue_exp.course.exercises.feedback import quoted
-from queue_exp.course.exercises.feedback import refuse_helpers
+from queue_exp.course.exercises.feedback import unusable
 from queue_exp.course.kafka.log import produce
 from queue_exp.course.run import Run
 from queue_exp.course.share_groups import acknowledge_each
@@ -57,7 +58,7 @@ class TryAgain(Exception):
 
 
 @dataclass
-class ShareTask:
+class ShareTask(Named):
     """Topic and share-group names made for one exercise, and the work to do."""
 
     topic: str
@@ -67,8 +68,6 @@ class ShareTask:
     attempts: dict[str, int] = field(default_factory=dict, repr=False)
     TryAgain: type[Exception] = TryAgain
 
-    def label(self, name: str) -> str:
-        return name.replace(self.settings.namespace + ".", "")
 
     def process(self, value: bytes) -> str:
         """Take a payment. Raises ``TryAgain`` when the bank did not answer this
@@ -120,10 +119,8 @@ class _Watched:
 def check_careful(task: ShareTask, on_batch: object) -> Feedback:
     """Exercise 1 · A careful share consumer"""
     fb = Feedback("Exercise 1 · A careful share consumer")
-    if not callable(on_batch):
-        return fb.fail("`on_batch` is not a function",
-                       "define `def on_batch(consumer, messages):`")
-    if refuse_helpers(fb, "on_batch", on_batch, ACK_HINT, "confluent-kafka"):
+    if unusable(fb, "on_batch", on_batch, "def on_batch(consumer, messages):",
+                ACK_HINT, "confluent-kafka"):
         return fb
     assert task.run is not None
     group = task.run.fresh_name("payments-workers")  # a new group for every check

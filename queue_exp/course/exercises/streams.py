@@ -27,13 +27,14 @@ from queue_exp.course.compare.io import publish
 from queue_exp.course.compare.io import read_queue
 from queue_exp.course.exercises import probes
 from queue_exp.course.exercises.feedback import Feedback
+from queue_exp.course.exercises.feedback import Named
 from queue_exp.course.exercises.feedback import count
 from queue_exp.course.exercises.feedback import friendly_errors
 from queue_exp.course.exercises.feedback import kind
 from queue_exp.course.exercises.feedback import not_finished
 from queue_exp.course.exercises.feedback import quoted
-from queue_exp.course.exercises.feedback import refuse_helpers
 from queue_exp.course.exercises.feedback import run_learner_code
+from queue_exp.course.exercises.feedback import unusable
 from queue_exp.course.run import Run
 from queue_exp.course.streams.reading import STREAM
 from queue_exp.course.streams.reading import next_second
@@ -55,7 +56,7 @@ REPLAY_HINT = ("consume with `arguments={\"x-stream-offset\": since}` (pika send
 
 
 @dataclass(frozen=True)
-class StreamTask:
+class StreamTask(Named):
     """Names (and data) made for one exercise; ``label`` shortens a full name."""
 
     stream: str
@@ -64,8 +65,6 @@ class StreamTask:
     consumer: str = ""
     run: Run | None = field(default=None, repr=False)
 
-    def label(self, text: str) -> str:
-        return text.replace(self.settings.namespace + ".", "")
 
 
 def _texts(rows: list[dict[str, Any]]) -> list[str]:
@@ -91,10 +90,8 @@ def check_replay(task: StreamTask, read_since: object) -> Feedback:
     """Exercise 1 · Replay since a moment"""
     fb = Feedback("Exercise 1 · Replay since a moment")
     audit = task.label(task.stream)
-    if not callable(read_since):
-        return fb.fail("`read_since` is not a function",
-                       "define `def read_since(stream, since):`")
-    if refuse_helpers(fb, "read_since", read_since, REPLAY_HINT, "pika"):
+    if unusable(fb, "read_since", read_since, "def read_since(stream, since):",
+                REPLAY_HINT, "pika"):
         return fb
     run = run_learner_code(read_since, task.stream, task.since, timeout_s=LEARNER_TIMEOUT_S)
     if run.timed_out:
@@ -166,10 +163,8 @@ def check_resume(task: StreamTask, process_new: object) -> Feedback:
             "(`OffsetNotFound` the first time: start at `OffsetType.FIRST`), start at "
             "`OffsetType.OFFSET, stored + 1`, and `store_offset(stream, name, offset)` "
             "the last offset you processed")
-    if not callable(process_new):
-        return fb.fail("`process_new` is not a function",
-                       "define `async def process_new(stream, name):`")
-    if refuse_helpers(fb, "process_new", process_new, hint, "rstream"):
+    if unusable(fb, "process_new", process_new, "async def process_new(stream, name):",
+                hint, "rstream"):
         return fb
     assert task.run is not None
     stream = task.run.fresh_name("invoices-check")  # a new stream for every check
