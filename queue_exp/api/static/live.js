@@ -77,7 +77,6 @@
     });
   }
 
-  // The child of `parent` with these classes ("column queues"), made the first time.
   // Nothing to draw while a notice (a problem, an empty namespace) says why: empty the body.
   function cleared(content, view) {
     if (!(view.problem || view.empty)) return false;
@@ -91,6 +90,7 @@
     if (!box.childElementCount) box.append(...items);
   }
 
+  // The child of `parent` with these classes ("column queues"), made the first time.
   function slot(parent, cls, tag) {
     let node = parent.querySelector(":scope > ." + cls.split(" ").join("."));
     if (!node) {
