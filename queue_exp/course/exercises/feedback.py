@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from queue_exp.clients.rabbitmq_management import ManagementUnavailable
 from queue_exp.config import Settings
+from queue_exp.course.exercises.probes import texts_of
 from queue_exp.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,18 @@ def unusable(fb: Feedback, name: str, function: Any, signature: str, hint: str |
         fb.fail(f"`{name}` is not a function", f"define `{signature}`")
         return True
     return hint is not None and refuse_helpers(fb, name, function, hint, client)
+
+
+def returned_texts(fb: Feedback, call: str, value: Any, hint: str) -> list[str] | None:
+    """The texts of the messages a learner's ``call`` returned, or ``None`` with ``fb``
+    failed: it returned ``None``, or something that is not a list of messages or texts."""
+    texts = texts_of(value)
+    if value is None:
+        fb.fail(f"`{call}` returned None", hint)
+    elif texts is None:
+        fb.fail(f"`{call.split('(')[0]}` returned {kind(value)}; expected a list of the "
+                "messages' texts (or of the messages)", hint)
+    return texts
 
 
 def refuse_helpers(fb: Feedback, name: str, function: Any, hint: str,

@@ -35,6 +35,7 @@ from queue_exp.course.exercises.feedback import friendly_errors
 from queue_exp.course.exercises.feedback import kind
 from queue_exp.course.exercises.feedback import not_finished
 from queue_exp.course.exercises.feedback import quoted
+from queue_exp.course.exercises.feedback import returned_texts
 from queue_exp.course.exercises.feedback import run_learner_code
 from queue_exp.course.exercises.feedback import unusable
 from queue_exp.course.kafka import log as kafka_log
@@ -360,12 +361,9 @@ def check_replay(task: Task, replay: Any) -> Feedback:
     if not run.finished:
         return not_finished(fb, "replay", run, LEARNER_TIMEOUT_S, task.label_of,
                             ENDLESS_LOOP_HINT)
-    got = probes.texts_of(run.value)
-    if run.value is None:
-        return fb.fail("`replay(topic, since_ms)` returned None", SEEK_HINT)
+    got = returned_texts(fb, "replay(topic, since_ms)", run.value, SEEK_HINT)
     if got is None:
-        return fb.fail(f"`replay` returned {kind(run.value)}; expected a list of "
-                       "message texts", SEEK_HINT)
+        return fb
     if sorted(got) == expected:
         fb.ok(f"since five and a half minutes ago: the {count(len(expected), 'message')} "
               "written since, and none older")

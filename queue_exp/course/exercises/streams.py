@@ -33,6 +33,7 @@ from queue_exp.course.exercises.feedback import friendly_errors
 from queue_exp.course.exercises.feedback import kind
 from queue_exp.course.exercises.feedback import not_finished
 from queue_exp.course.exercises.feedback import quoted
+from queue_exp.course.exercises.feedback import returned_texts
 from queue_exp.course.exercises.feedback import run_learner_code
 from queue_exp.course.exercises.feedback import unusable
 from queue_exp.course.run import Run
@@ -106,12 +107,9 @@ def check_replay(task: StreamTask, read_since: object) -> Feedback:
                        "`auto_ack=False` and `channel.basic_ack(method.delivery_tag)` each one")
     if run.error is not None:
         return not_finished(fb, "read_since", run, LEARNER_TIMEOUT_S, task.label)
-    texts = probes.texts_of(run.value)
-    if run.value is None:
-        return fb.fail("`read_since` returned None", REPLAY_HINT)
+    texts = returned_texts(fb, "read_since", run.value, REPLAY_HINT)
     if texts is None:
-        return fb.fail(f"`read_since` returned {kind(run.value)}; expected a list of the "
-                       "messages' texts (or of the messages)", REPLAY_HINT)
+        return fb
     wanted = list(AFTER)
     older = [t for t in texts if t in BEFORE]
     if texts == wanted:
