@@ -116,10 +116,17 @@ def settle_streams(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 LIVE_VIEW = re.compile(r'<iframe[^>]+src="http://(?:127\.0\.0\.1|localhost):\d+/live')
-STILLS = {broker: REPO / "docs" / f"live-{broker}.png" for broker in ("kafka", "rabbitmq")}
 
 
-def still_live_views(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def still_of(name: str, broker: str) -> Path:
+    """The picture of the live view for notebook ``name``: its own still where one was
+    taken (docs/live-12-kafka.png: the cluster's leaders and ISRs after a kill), else
+    the broker's (docs/live-kafka.png, docs/live-rabbitmq.png)."""
+    own = REPO / "docs" / f"live-{Path(name).name[:2]}-{broker}.png"
+    return own if own.exists() else REPO / "docs" / f"live-{broker}.png"
+
+
+def still_live_views(notebook: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     """A page has no API behind it: where a notebook showed the live view (an IFrame
     on the kernel's own server), the page shows a still of it instead."""
     for cell in notebook.cells:
@@ -128,7 +135,7 @@ def still_live_views(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
             if not LIVE_VIEW.search(html):
                 continue
             broker = "rabbitmq" if "show=rabbitmq" in html else "kafka"
-            picture = base64.b64encode(STILLS[broker].read_bytes()).decode()
+            picture = base64.b64encode(still_of(name, broker).read_bytes()).decode()
             output["data"] = {"text/html": (
                 "<p><em>Here the live view ran, showing the brokers change as the cells "
                 "below ran; a still of it:</em></p>"
@@ -174,7 +181,7 @@ def build(output: Path) -> list[Page]:
             target = source / f"{page.name}.ipynb"
             target.parent.mkdir(parents=True, exist_ok=True)
             notebook = nbformat.read(page.path, as_version=4)
-            nbformat.write(still_live_views(settle_streams(notebook)), target)
+            nbformat.write(still_live_views(settle_streams(notebook), page.name), target)
         for images in (NOTEBOOKS / "img", NOTEBOOKS / "exercises" / "img"):
             if images.is_dir():
                 shutil.copytree(images, source / images.relative_to(NOTEBOOKS))
