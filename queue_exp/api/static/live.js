@@ -268,8 +268,10 @@
       if (!replicas) replicas = row.appendChild(h("div", { class: "replicas" }));
       const isr = p.isr.join(", ");
       const missing = p.replicas.filter((r) => !p.isr.includes(r));
-      replicas.textContent = `leader: broker ${p.leader} · in sync: ${isr}` +
-        (missing.length ? ` · NOT in sync: ${missing.join(", ")}` : "");
+      // a replica out of sync stands out (bold, vermillion): on a projector it is the news
+      const out = missing.length
+        ? [" · ", h("span", { class: "out" }, `NOT in sync: ${missing.join(", ")}`)] : [];
+      replicas.replaceChildren(`leader: broker ${p.leader} · in sync: ${isr}`, ...out);
     } else if (replicas) {
       replicas.remove();
     }
