@@ -139,17 +139,41 @@ def _gone(pid: int) -> bool:
     return not pid_alive(pid)
 
 
+def _exited(proc: psutil.Process) -> bool:
+    """Has this very process (same pid *and* start time) exited, or is it a zombie?"""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def signal_until_gone(pid: int, sig: signal.Signals, gone: Callable[[], bool],
                       timeout_s: float, name: str) -> None:
-    """Send ``sig`` to ``pid`` and wait until ``gone()``; if it is not gone within
-    ``timeout_s``, SIGKILL it and wait (at most 10 s) for that."""
-    os.kill(pid, sig)
+    """Send ``sig`` to ``pid`` and wait until ``gone()`` and the process has exited; if
+    not within ``timeout_s``, SIGKILL it and wait (at most 10 s) for that.
+
+    "Exited" is the process itself, not ``gone()`` alone: a dying JVM's command line
+    is empty a moment before it has exited, so a check by command line says "gone"
+    too early. The process is held from before the signal (pid and start time), so a
+    recycled pid is never waited on or killed."""
     try:
-        wait_until(gone, timeout_s, 0.05)
+        proc = psutil.Process(pid)
+        proc.send_signal(sig)
+    except psutil.NoSuchProcess:
+        return
+
+    def finished() -> bool:
+        return gone() and _exited(proc)
+
+    try:
+        wait_until(finished, timeout_s, 0.05)
     except TimeoutError:
         log.warning("%s did not stop within %.0f s: SIGKILL", name, timeout_s)
-        os.kill(pid, signal.SIGKILL)
-        wait_until(gone, 10, 0.05, what=f"{name} to exit")
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            return
+        wait_until(finished, 10, 0.05, what=f"{name} to exit")
 
 
 def stop_process_group(pid: int, marker: str | None, timeout_s: float = 30.0) -> bool:

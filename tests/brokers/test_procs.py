@@ -1,6 +1,8 @@
 """Launcher process helpers, on small real processes (no broker needed)."""
 
+import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -89,3 +91,20 @@ def test_quiet_ports_are_free_and_below_the_ephemeral_range():
     chosen = procs.choose_ports(("a", "b"), {}, quiet=True)
     assert len(set(chosen.values())) == 2
     assert all(port < procs.ephemeral_ports().start for port in chosen.values())
+
+
+def test_signal_until_gone_waits_for_the_process_not_only_for_its_check():
+    """A check can say "gone" before the process has exited (a dying JVM's command line
+    empties first): the kill must still return only once the process has exited."""
+    slow_exit = ("import signal, sys, time\n"
+                 "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(1), sys.exit(0)))\n"
+                 "print('ready', flush=True)\n"
+                 "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", slow_exit], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        procs.signal_until_gone(proc.pid, signal.SIGTERM, lambda: True, 10, "a slow exit")
+        assert proc.poll() is not None, "returned while the process was still running"
+    finally:
+        proc.kill()
+        proc.wait(10)
