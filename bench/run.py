@@ -38,15 +38,29 @@ RESULTS = Path(__file__).with_name("results") / "latest.json"
 CLIENTS = 32
 
 
-def _broker_pids() -> dict[str, int | None]:
+def broker_pids() -> dict[str, int | None]:
     """The embedded brokers' pids (``None`` for a broker the launcher did not start)."""
     report = brokers.status()
     return {name: report[name].get("pid") for name in ("kafka", "rabbitmq")}
 
 
-def _cpu(pids: dict[str, int | None]) -> dict[str, float | None]:
-    """CPU seconds so far of each process (and the processes it started)."""
-    return {name: procs.cpu_seconds(pid) for name, pid in pids.items()}
+def load_with_cpu(url: str, pids: dict[str, int | None], seconds: float,
+                  cpu: dict[str, float]) -> dict:
+    """:func:`run_load` on ``url`` for ``seconds``; adds to ``cpu`` the CPU seconds each
+    of ``pids`` (and the processes it started) used meanwhile, and the load
+    generator's own as ``load``. Returns the load's summary."""
+    before = {name: procs.cpu_seconds(pid) for name, pid in pids.items()}
+    result = run_load(url, CLIENTS, seconds=seconds)
+    for name, pid in pids.items():
+        now = procs.cpu_seconds(pid)
+        if now is not None and before[name] is not None:
+            cpu[name] = cpu.get(name, 0.0) + now - before[name]
+    cpu["load"] = cpu.get("load", 0.0) + result["cpu_s"]
+    return result
+
+
+def per_request_ms(cpu: dict[str, float], requests: int) -> dict[str, float]:
+    return {name: round(1000 * total / requests, 3) for name, total in cpu.items()}
 
 
 def api_send(namespace: str, seconds: float, rounds: int) -> dict:
@@ -62,7 +76,7 @@ def api_send(namespace: str, seconds: float, rounds: int) -> dict:
     base = f"http://127.0.0.1:{port}"
     endpoints = (("bare", "/bench/bare"), ("kafka", "/kafka/send"),
                  ("rabbitmq", "/rabbitmq/send"))
-    pids = {"api": server.pid, **_broker_pids()}
+    pids = {"api": server.pid, **broker_pids()}
     try:
         wait_until(lambda: procs.port_open("127.0.0.1", port), 30, 0.1)
         for path in ("/kafka/send", "/rabbitmq/send"):  # open the producer and publisher
@@ -72,23 +86,16 @@ def api_send(namespace: str, seconds: float, rounds: int) -> dict:
         requests: dict[str, int] = dict.fromkeys(rps, 0)
         for _ in range(rounds):
             for name, path in endpoints:
-                before = _cpu(pids)
-                result = run_load(base + path, CLIENTS, seconds=seconds)
-                after = _cpu(pids)
+                result = load_with_cpu(base + path, pids, seconds, cpu[name])
                 if result["failed"]:
                     raise RuntimeError(f"{result['failed']} requests to {path} failed")
                 rps[name].append(result["rps"])
                 requests[name] += result["ok"]
-                cpu[name]["load"] = cpu[name].get("load", 0.0) + result["cpu_s"]
-                for process, value in after.items():
-                    if value is not None and before[process] is not None:
-                        cpu[name][process] = cpu[name].get(process, 0.0) + value - before[process]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
     bare, kafka, rabbit = (statistics.mean(rps[n]) for n in ("bare", "kafka", "rabbitmq"))
-    per_request = {f"cpu_ms_per_request_{name}": {process: round(1000 * total / requests[name], 3)
-                                                  for process, total in cpu[name].items()}
+    per_request = {f"cpu_ms_per_request_{name}": per_request_ms(cpu[name], requests[name])
                    for name in rps}
     return {
         "api_bare_rps": round(bare),

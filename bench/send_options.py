@@ -33,8 +33,9 @@ from typing import Any
 import httpx
 
 from bench.run import CLIENTS
-from bench.run import _broker_pids
-from bench.run import _cpu
+from bench.run import broker_pids
+from bench.run import load_with_cpu
+from bench.run import per_request_ms
 from queue_exp import brokers
 from queue_exp.brokers import procs
 from queue_exp.config import get_settings
@@ -128,7 +129,7 @@ def measure(seconds: float, rounds: int) -> dict[str, Any]:
             wait_until(lambda port=port: procs.port_open("127.0.0.1", port), 30, 0.1,
                        what=f"the {option} server")
             httpx.post(base + "/kafka/send", json=SEED_BODY, timeout=30).raise_for_status()
-        brokers_pids = _broker_pids()
+        brokers_pids = broker_pids()
         bare: list[float] = []
         rps: dict[str, list[float]] = {option: [] for option in OPTIONS}
         cpu: dict[str, dict[str, float]] = {option: {} for option in OPTIONS}
@@ -137,17 +138,10 @@ def measure(seconds: float, rounds: int) -> dict[str, Any]:
             bare.append(run_load(servers[OPTIONS[0]][1] + "/bench/bare", CLIENTS,
                                  seconds=seconds)["rps"])
             for option, (server, base) in servers.items():
-                pids = {"api": server.pid, **brokers_pids}
-                before = _cpu(pids)
-                result = run_load(base + "/kafka/send", CLIENTS, seconds=seconds)
-                after = _cpu(pids)
+                result = load_with_cpu(base + "/kafka/send", {"api": server.pid, **brokers_pids},
+                                       seconds, cpu[option])
                 rps[option].append(result["rps"])
                 sent[option] += result["ok"]
-                cpu[option]["load"] = cpu[option].get("load", 0.0) + result["cpu_s"]
-                for process, value in after.items():
-                    if value is not None and before[process] is not None:
-                        cpu[option][process] = (cpu[option].get(process, 0.0)
-                                                + value - before[process])
     finally:
         for server, _ in servers.values():
             os.killpg(server.pid, signal.SIGTERM)
@@ -157,8 +151,7 @@ def measure(seconds: float, rounds: int) -> dict[str, Any]:
     return {"bare_rps": round(bare_rps), "clients": CLIENTS, **{
         option: {"rps": round(statistics.mean(rps[option])),
                  "vs_bare": round(statistics.mean(rps[option]) / bare_rps, 3),
-                 "cpu_ms_per_request": {p: round(1000 * c / sent[option], 3)
-                                        for p, c in cpu[option].items()}}
+                 "cpu_ms_per_request": per_request_ms(cpu[option], sent[option])}
         for option in OPTIONS}}
 
 
